@@ -1,0 +1,1 @@
+"""MRM: meta-learned personalized reward weights (arXiv 2601.18731)."""

@@ -1,0 +1,157 @@
+"""The shared loop: checkpoints with data state, exact resume, NaN guard, SIGTERM, config errors."""
+
+import json
+import os
+import signal
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from jaxmethods.train.checkpoint import Checkpointer, MissingCheckpointError
+from jaxmethods.train.config import ConfigError, to_dataclass
+from jaxmethods.train.loop import NonFiniteLossError, Preempted, train_loop
+from jaxmethods.train.mesh import data_sharding, make_mesh, replicated
+from jaxmethods.train.state import TrainState
+from jaxmethods.train.step import jit_train_step, make_train_step
+
+
+class CountingBatches:
+    """Deterministic regression batches; the position is the state. Optional hooks per step."""
+
+    def __init__(self, hooks=None, nan_at=None):
+        self.pos, self.hooks, self.nan_at = 0, hooks or {}, nan_at
+
+    def __next__(self):
+        self.pos += 1
+        if self.pos in self.hooks:
+            self.hooks[self.pos]()
+        rng = np.random.default_rng(self.pos)
+        x = rng.normal(size=(8, 3)).astype(np.float32)
+        y = (x @ np.array([1.0, -2.0, 0.5], np.float32)).astype(np.float32)
+        if self.pos == self.nan_at:
+            y[0] = np.nan
+        return {"x": x, "y": y}
+
+    def get_state(self):
+        return {"pos": self.pos}
+
+    def set_state(self, state):
+        self.pos = state["pos"]
+
+
+def loss_fn(params, frozen, batch, rng):
+    del frozen, rng
+    pred = batch["x"] @ params["w"]
+    return jnp.mean((pred - batch["y"]) ** 2), {}
+
+
+def setup(grad_accum=1):
+    mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    tx = optax.adam(0.05)
+    state = TrainState.create({"w": jnp.zeros((3,))}, tx)
+    rep = jax.tree.map(lambda _: replicated(mesh), state)
+    state = jax.device_put(state, rep)
+    step = jit_train_step(
+        make_train_step(loss_fn, tx, grad_accum_steps=grad_accum), mesh, rep, data_sharding(mesh)
+    )
+    return mesh, state, step
+
+
+def run(workdir, num_steps, batches=None, save_every=3, grad_accum=1):
+    mesh, state, step = setup(grad_accum)
+    ckpt = Checkpointer(os.path.join(workdir, "ckpt"), save_every=save_every, keep=2)
+    try:
+        return train_loop(
+            step_fn=step,
+            state=state,
+            batches=batches or CountingBatches(),
+            num_steps=num_steps,
+            workdir=workdir,
+            batch_sharding=data_sharding(mesh),
+            checkpointer=ckpt,
+            log_every=1,
+            progress=False,
+        )
+    finally:
+        ckpt.close()
+
+
+def losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [(r["step"], r["loss"]) for r in map(json.loads, f) if "loss" in r]
+
+
+def test_crash_and_resume_gives_the_same_trajectory(tmp_path):
+    straight = run(str(tmp_path / "a"), 10)
+
+    def crash():
+        raise KeyboardInterrupt  # a kill after the step-6 checkpoint, before step 8 runs
+
+    with pytest.raises(KeyboardInterrupt):
+        run(str(tmp_path / "b"), 10, CountingBatches(hooks={8: crash}))
+    assert Checkpointer(str(tmp_path / "b" / "ckpt")).latest_step() == 6
+    resumed = run(str(tmp_path / "b"), 10)
+    assert resumed.resumed_from == 6
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")  # no step repeated or lost
+    np.testing.assert_array_equal(straight.state.params["w"], resumed.state.params["w"])
+    again = run(str(tmp_path / "b"), 10)  # a finished run resumes to nothing
+    assert again.resumed_from == 10 and len(losses(tmp_path / "b")) == 10
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"at step 5;.*Last good checkpoint: step 3"):
+        run(str(tmp_path), 10, CountingBatches(nan_at=5))
+    ckpt = Checkpointer(str(tmp_path / "ckpt"))
+    assert ckpt.latest_step() == 3
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    hooks = {4: lambda: os.kill(os.getpid(), signal.SIGTERM)}
+    with pytest.raises(Preempted) as info:
+        run(str(tmp_path), 10, CountingBatches(hooks=hooks), save_every=100)
+    assert info.value.step == 4 and info.value.code == 0
+    assert Checkpointer(str(tmp_path / "ckpt")).latest_step() == 4
+    assert run(str(tmp_path), 6).resumed_from == 4
+
+
+def test_grad_accumulation_equals_full_batch_gradient():
+    _, state, step1 = setup(1)
+    _, state2, step2 = setup(2)
+    batch = next(CountingBatches())
+    a, _ = step1(state, None, batch)
+    b, _ = step2(state2, None, batch)
+    np.testing.assert_allclose(a.params["w"], b.params["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_restore_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(MissingCheckpointError, match="no checkpoint"):
+        Checkpointer(str(tmp_path / "none")).restore({"w": jnp.zeros(3)})
+
+
+@dataclass(frozen=True)
+class Inner:
+    lr: float = 0.1
+    steps: int = 1
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str
+    inner: Inner = field(default_factory=Inner)
+    dims: tuple[int, ...] = (2,)
+
+
+def test_config_errors_name_the_field():
+    ok = to_dataclass(Outer, {"name": "x", "inner": {"lr": 1}, "dims": [4, 2]})
+    assert ok.inner.lr == 1.0 and ok.dims == (4, 2)
+    with pytest.raises(ConfigError, match=r"config\.inner\.lrr: unknown field"):
+        to_dataclass(Outer, ml_collections.ConfigDict({"name": "x", "inner": {"lrr": 1}}))
+    with pytest.raises(ConfigError, match=r"config\.name: missing required field"):
+        to_dataclass(Outer, {})
+    with pytest.raises(ConfigError, match=r"config\.inner\.steps: expected an integer"):
+        to_dataclass(Outer, {"name": "x", "inner": {"steps": 1.5}})
