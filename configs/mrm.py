@@ -33,8 +33,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.path = ""
     c.data.seed = 42
     c.data.val_ratio = 0.9
-    c.data.seen_train_limit = -1
-    c.data.unseen_train_limit = -1
     c.data.num_users = 64
     c.data.dim = 16
     c.data.num_rewards = 2
@@ -130,8 +128,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif variant in ("reddit", "reddit100"):
         c.data.source = "corpus"
         c.data.path = "data/emb/reddit_v2" if variant == "reddit" else "data/emb/reddit100_v2"
-        c.data.seen_train_limit = 150 if variant == "reddit" else 100
-        c.data.unseen_train_limit = 50
+        # The 150/50 (or 100/50) train limits are applied when the corpus is split
+        # (`extract_embeddings split --seen_train_limit ...`, docs/mrm_data.md).
         c.meta.inner.lr = 5e-3
         c.optim.lr = 5e-3
         c.epochs = 200

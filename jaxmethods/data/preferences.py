@@ -59,7 +59,7 @@ class TextPair:
     source_split: str = "train"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: compare fields explicitly
 class PreferenceCorpus:
     """Response embeddings plus per-user preference pairs.
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 METHODS: dict[str, str] = {
     "mrm": "jaxmethods.methods.mrm.run:run",
     "igd": "jaxmethods.methods.igd.train:run",
+    "cf_scaling": "jaxmethods.methods.cf_scaling.run:run",
     "baldro": "jaxmethods.methods.baldro.run:run",
 }
 

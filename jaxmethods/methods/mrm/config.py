@@ -11,14 +11,13 @@ from jaxmethods.train.meta import HYPERGRAD_MODES, InnerLoopConfig
 @dataclass(frozen=True)
 class DataConfig:
     """`source`: "synthetic" (generated in the run) or "corpus" (a folder written by
-    `jaxmethods.data.preferences.save_corpus`, e.g. by the PRISM/Reddit embedding extractor)."""
+    `jaxmethods.data.preferences.save_corpus`; the extractor's `split` step applies the dataset
+    protocol there: seen/unseen users, per-user train/test and train limits, docs/mrm_data.md)."""
 
     source: str = "synthetic"
     path: str = ""
     seed: int = 42
     val_ratio: float = 0.9
-    seen_train_limit: int = -1
-    unseen_train_limit: int = -1
     # Synthetic generator (source = "synthetic"); see jaxmethods.data.synthetic_prefs.
     num_users: int = 64
     dim: int = 16
