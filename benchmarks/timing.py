@@ -104,14 +104,22 @@ def xla_flops(compiled: Any) -> float | None:
 
 
 def memory_bytes(compiled: Any) -> dict[str, int] | None:
-    """Argument / output / temp bytes of the executable (`memory_analysis`), if available."""
+    """Argument / output / alias / temp bytes of the executable (`memory_analysis`), if any.
+
+    `alias` is the output memory reusing donated arguments (a donated train state shows here).
+    """
     try:
         stats = compiled.memory_analysis()
     except Exception:
         return None
     if stats is None:
         return None
-    fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes")
+    fields = (
+        "argument_size_in_bytes",
+        "output_size_in_bytes",
+        "alias_size_in_bytes",
+        "temp_size_in_bytes",
+    )
     return {f: int(getattr(stats, f)) for f in fields if hasattr(stats, f)}
 
 

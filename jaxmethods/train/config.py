@@ -72,7 +72,9 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         return origin(_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is dict or tp is dict:
         return dict(value)
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -69,6 +69,12 @@ def restore_or_keep(
     """
     if checkpointer is None or checkpointer.latest_step() is None:
         return state, 0
+    latest = checkpointer.latest_step()
+    held = getattr(state, "step", None)
+    if held is not None and int(jax.device_get(held)) == latest:
+        # The caller continues in-process from the state it just checkpointed (e.g. one
+        # `train_loop` call per epoch): nothing to re-read; the data iterator is the caller's.
+        return state, latest
     state, data_state, step = checkpointer.restore(state)
     if batches is not None and data_state:
         batches.set_state(data_state)

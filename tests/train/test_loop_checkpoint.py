@@ -153,5 +153,7 @@ def test_config_errors_name_the_field():
         to_dataclass(Outer, ml_collections.ConfigDict({"name": "x", "inner": {"lrr": 1}}))
     with pytest.raises(ConfigError, match=r"config\.name: missing required field"):
         to_dataclass(Outer, {})
+    with pytest.raises(ConfigError, match=r"config\.inner\.lr: expected a number"):
+        to_dataclass(Outer, {"name": "x", "inner": {"lr": "0.1"}})
     with pytest.raises(ConfigError, match=r"config\.inner\.steps: expected an integer"):
         to_dataclass(Outer, {"name": "x", "inner": {"steps": 1.5}})

@@ -1,0 +1,146 @@
+"""BalDRO step time: NPO against NPO+BalDRO-G and NPO+BalDRO-DV, same model/batch/optimizer.
+
+Every variant is the full train step of `jaxmethods.methods.baldro` (forward on the paired
+forget + retain micro-batch, backward, clipping, AdamW), jitted with the state donated, timed
+after AOT compilation and warm-up; variants are timed in interleaved rounds so machine noise hits
+them alike. Also timed: NPO with a frozen reference copy (the authors' per-step reference
+forward) instead of reference NLLs precomputed once.
+
+Targets (issue 4): DV <= 1.05 x NPO (the DV aggregate is a logsumexp over B numbers); G <= 1.5 x
+NPO (one extra no-grad forward for the hardness, then forward/backward on k = B/2 forget and k
+retain rows, so G is usually *cheaper* than NPO).
+
+    python benchmarks/baldro_step.py                 # CPU-sized defaults
+    python benchmarks/baldro_step.py --preset gpu    # ~1B-parameter Llama-style model, bf16
+Writes JSON to --out (default runs/bench/baldro_step.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.timing import compile_jitted, environment, time_calls, write_json
+from jaxmethods.methods.baldro.config import OptimConfig
+from jaxmethods.methods.baldro.objective import ObjectiveConfig, objective
+from jaxmethods.methods.baldro.setup import make_token_ce
+from jaxmethods.methods.baldro.trainer import make_optimizer, shard_params, trainable_params
+from jaxmethods.models.decoder import DecoderConfig, DecoderLM
+from jaxmethods.train.mesh import data_sharding, make_mesh
+from jaxmethods.train.state import TrainState
+from jaxmethods.train.step import jit_train_step, make_train_step, state_shardings
+
+PRESETS = {
+    "cpu": dict(hidden=128, inter=344, layers=2, heads=4, kv=4, vocab=2048, batch=8, seq=128,
+                dtype="float32", remat=False, chunk=0, warmup=2, iters=5, rounds=3),
+    "gpu": dict(hidden=2048, inter=5504, layers=16, heads=16, kv=16, vocab=32000, batch=8,
+                seq=512, dtype="bfloat16", remat="full", chunk=128, warmup=2, iters=10, rounds=3),
+}  # fmt: skip
+
+VARIANTS = {
+    "npo": ObjectiveConfig(loss="npo"),
+    "npo_frozen_ref": ObjectiveConfig(loss="npo", reference="frozen"),
+    "npo_group": ObjectiveConfig(loss="npo", variant="group"),
+    "npo_dv": ObjectiveConfig(loss="npo", variant="dv", beta_dv=1.0),
+}
+
+
+def make_batch(p: dict, rng: np.random.Generator) -> dict:
+    b, t, v = p["batch"], p["seq"], p["vocab"]
+
+    def side():
+        ids = rng.integers(3, v, (b, t)).astype(np.int32)
+        labels = ids.copy()
+        labels[:, : t // 4] = -100  # question tokens
+        return {
+            "input_ids": ids,
+            "attention_mask": np.ones((b, t), np.int32),
+            "labels": labels,
+            "row_valid": np.ones((b,), bool),
+        }
+
+    forget = side() | {"ref_nll": rng.uniform(50, 100, b).astype(np.float32),
+                       "loss_scale": np.ones((b,), np.float32)}  # fmt: skip
+    return {"forget": forget, "retain": side()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    ap.add_argument("--out", default="runs/bench/baldro_step.json")
+    args = ap.parse_args()
+    p = PRESETS[args.preset]
+    mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
+    cfg = DecoderConfig(
+        vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["inter"],
+        num_layers=p["layers"], num_heads=p["heads"], num_kv_heads=p["kv"],
+        head_dim=p["hidden"] // p["heads"], dtype=p["dtype"], param_dtype="float32",
+        scan_layers=True, remat=p["remat"],
+    )  # fmt: skip
+    graphdef, params = trainable_params(DecoderLM(cfg))
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    token_ce = make_token_ce(graphdef, p["chunk"])
+    tx = make_optimizer(OptimConfig(), total_steps=1000, warmup_steps=10)
+    batch = jax.device_put(make_batch(p, np.random.default_rng(0)), data_sharding(mesh))
+    params, p_shard = shard_params(params, mesh)
+    frozen = jax.tree.map(jnp.copy, params)
+
+    runners, compile_s = {}, {}
+    for name, obj in VARIANTS.items():
+        loss_fn = lambda pr, fr, bt, k, obj=obj: objective(obj, token_ce, pr, fr, bt, k)
+        state = TrainState.create(jax.tree.map(jnp.copy, params), tx)
+        shardings = state_shardings(state, p_shard, mesh)
+        state = jax.device_put(state, shardings)
+        fr = frozen if obj.reference == "frozen" else None
+        step = jit_train_step(
+            make_train_step(loss_fn, tx), mesh, shardings, data_sharding(mesh),
+            frozen_shardings=p_shard if fr is not None else None,
+        )  # fmt: skip
+        compiled, compile_s[name] = compile_jitted(step, state, fr, batch)
+        holder = {"state": state}
+
+        def call(compiled=compiled, holder=holder, fr=fr):
+            holder["state"], metrics = compiled(holder["state"], fr, batch)
+            return metrics["loss"]
+
+        runners[name] = call
+        print(f"compiled {name} in {compile_s[name]:.1f}s", flush=True)
+
+    samples: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    for _ in range(p["rounds"]):
+        for name, call in runners.items():
+            stats = time_calls(call, warmup=p["warmup"], iters=p["iters"])
+            samples[name] += stats["samples_s"]
+    median = {k: float(np.median(v)) for k, v in samples.items()}
+    ratios = {k: median[k] / median["npo"] for k in VARIANTS}
+    tokens = 2 * p["batch"] * p["seq"]
+    result = {
+        "benchmark": "baldro_step",
+        "preset": args.preset,
+        "config": p,
+        "num_params": int(n_params),
+        "median_step_s": median,
+        "p10_step_s": {k: float(np.percentile(v, 10)) for k, v in samples.items()},
+        "p90_step_s": {k: float(np.percentile(v, 90)) for k, v in samples.items()},
+        "tokens_per_s": {k: tokens / v for k, v in median.items()},
+        "ratio_to_npo": ratios,
+        "compile_s": compile_s,
+        "dv_within_5pct": ratios["npo_dv"] <= 1.05,
+        "group_within_1_5x": ratios["npo_group"] <= 1.5,
+        "environment": environment(mesh),
+    }
+    write_json(args.out, result)
+    for k in VARIANTS:
+        print(f"{k:16s} median {median[k] * 1e3:9.2f} ms   x{ratios[k]:.3f} of NPO")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

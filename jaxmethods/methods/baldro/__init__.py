@@ -1,0 +1,1 @@
+"""BalDRO: DRO-balanced LLM unlearning (NPO / SimNPO / SatImp, plain, BalDRO-G, BalDRO-DV)."""
