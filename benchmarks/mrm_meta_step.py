@@ -44,6 +44,7 @@ def main() -> None:
     p.add_argument("--pairs", type=int, nargs=2, default=(32, 64), help="pairs per user (lo hi)")
     p.add_argument("--inner_steps", type=int, default=1)
     p.add_argument("--hypergrad", default="second_order")
+    p.add_argument("--embedding_dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--out", default="runs/bench/mrm_meta_step.json")
     args = p.parse_args()
@@ -59,7 +60,7 @@ def main() -> None:
     seen, _ = corpus.seen_unseen(0)
     tasks = MetaTaskIterator(corpus, seen, tasks_per_batch=args.tasks, val_ratio=0.9, seed=0)
     batch = jax.tree.map(jnp.asarray, next(tasks))
-    emb = jnp.asarray(corpus.embeddings)
+    emb = jnp.asarray(corpus.embeddings, jnp.dtype(args.embedding_dtype))
     graphdef, params = split_model(PersonalizedReward(args.dim, (2,), rngs=nnx.Rngs(0)))
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
 

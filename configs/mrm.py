@@ -33,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.path = ""
     c.data.seed = 42
     c.data.val_ratio = 0.9
+    c.data.embedding_dtype = "float32"
     c.data.num_users = 64
     c.data.dim = 16
     c.data.num_rewards = 2
@@ -119,6 +120,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # scripts/train_on_prism.sh: V1 embeddings in the train script (V2 in the test script).
         c.data.source = "corpus"
         c.data.path = "data/emb/prism_v1"
+        c.data.embedding_dtype = "bfloat16"  # the extractor's bf16 embeddings, exactly
         c.meta.inner.lr = 1e-3
         c.optim.lr = 1e-3
         c.epochs = 200
@@ -128,6 +130,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif variant in ("reddit", "reddit100"):
         c.data.source = "corpus"
         c.data.path = "data/emb/reddit_v2" if variant == "reddit" else "data/emb/reddit100_v2"
+        c.data.embedding_dtype = "bfloat16"
         # The 150/50 (or 100/50) train limits are applied when the corpus is split
         # (`extract_embeddings split --seen_train_limit ...`, docs/mrm_data.md).
         c.meta.inner.lr = 5e-3

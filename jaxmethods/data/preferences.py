@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from jaxmethods.data.jsonl import jsonl_objects
+
 FORMAT_VERSION = 1
 EMBEDDINGS_FILE = "embeddings.npy"
 PAIRS_FILE = "pairs.jsonl"
@@ -314,50 +316,36 @@ def load_corpus(directory: str | os.PathLike, *, mmap: bool = False) -> Preferen
     fixed_users = bool(users)
     cols: dict[str, list[int]] = {k: [] for k in _PAIR_FIELDS}
     metas: list[Any] = []
-    with open(pairs_path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{pairs_path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            for key in _PAIR_FIELDS:
-                if key not in row:
-                    raise ValueError(f"{where}: missing field {key!r}")
-            user = str(row["user"])
-            if user not in user_index:
-                if fixed_users:
-                    raise ValueError(f"{where}: user {user!r} is not listed in {header_path}")
-                user_index[user] = len(users)
-                users.append(user)
-            values = {}
-            for key in ("conversation", "split", "chosen", "rejected"):
-                value = row[key]
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ValueError(f"{where}: field {key!r} must be an integer, got {value!r}")
-                values[key] = value
-            for key in ("chosen", "rejected"):
-                if not 0 <= values[key] < n_rows:
-                    raise ValueError(
-                        f"{where}: {key} row {values[key]} is out of range for {emb_path} "
-                        f"with {n_rows} rows"
-                    )
-            if values["split"] not in (TRAIN, TEST):
+    for where, row in jsonl_objects(pairs_path):
+        for key in _PAIR_FIELDS:
+            if key not in row:
+                raise ValueError(f"{where}: missing field {key!r}")
+        user = str(row["user"])
+        if user not in user_index:
+            if fixed_users:
+                raise ValueError(f"{where}: user {user!r} is not listed in {header_path}")
+            user_index[user] = len(users)
+            users.append(user)
+        values = {}
+        for key in ("conversation", "split", "chosen", "rejected"):
+            value = row[key]
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{where}: field {key!r} must be an integer, got {value!r}")
+            values[key] = value
+        for key in ("chosen", "rejected"):
+            if not 0 <= values[key] < n_rows:
                 raise ValueError(
-                    f"{where}: split must be 0 (train) or 1 (test), got {values['split']}"
+                    f"{where}: {key} row {values[key]} is out of range for {emb_path} "
+                    f"with {n_rows} rows"
                 )
-            if values["conversation"] < 0:
-                raise ValueError(
-                    f"{where}: conversation must be >= 0, got {values['conversation']}"
-                )
-            cols["user"].append(user_index[user])
-            for key, value in values.items():
-                cols[key].append(value)
-            metas.append(row.get("meta"))
+        if values["split"] not in (TRAIN, TEST):
+            raise ValueError(f"{where}: split must be 0 (train) or 1 (test), got {values['split']}")
+        if values["conversation"] < 0:
+            raise ValueError(f"{where}: conversation must be >= 0, got {values['conversation']}")
+        cols["user"].append(user_index[user])
+        for key, value in values.items():
+            cols[key].append(value)
+        metas.append(row.get("meta"))
     has_meta = any(m is not None for m in metas)
     user_seen = header.get("user_seen")
     return PreferenceCorpus(

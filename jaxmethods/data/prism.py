@@ -26,12 +26,12 @@ Users come in survey order, dialogues in conversations.jsonl order, turns by ind
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jaxmethods.data.jsonl import jsonl_objects
 from jaxmethods.data.preferences import TextPair
 
 HF_REPO_ID = "HannahRoseKirk/prism-alignment"
@@ -73,22 +73,6 @@ def resolve_prism_files(
         Path(hf_hub_download(str(source), name, repo_type="dataset", revision=revision))
         for name in (SURVEY_FILE, CONVERSATIONS_FILE)
     )
-
-
-def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Yields ("file:line", object) for every non-empty line; malformed lines raise."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: malformed JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
 
 
 def _field(row: dict[str, Any], key: str, where: str, *kinds: type) -> Any:
@@ -163,7 +147,7 @@ def load_prism_pairs(
     stats = PrismStats()
     active: dict[str, list[str]] = {}  # user -> dialogue ids, survey order
     known: set[str] = set()
-    for where, row in _jsonl(survey_path):
+    for where, row in jsonl_objects(survey_path):
         uid = str(_field(row, "user_id", where, str, int))
         completed = _field(row, "num_completed_conversations", where, int, float)
         stats.survey_users += 1
@@ -174,7 +158,7 @@ def load_prism_pairs(
         active[uid] = []
 
     dialogues: dict[str, tuple[str, list[_Turn]]] = {}
-    for where, row in _jsonl(conv_path):
+    for where, row in jsonl_objects(conv_path):
         uid = str(_field(row, "user_id", where, str, int))
         cid = str(_field(row, "conversation_id", where, str, int))
         if uid not in known:

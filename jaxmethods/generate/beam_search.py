@@ -23,7 +23,6 @@ Returned hypotheses are sorted by score; sequences hold generated tokens only, p
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,14 +30,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from jaxmethods.generate.decoding import check_prompts, decode_step, eos_array, is_eos, prefill
+from jaxmethods.generate.decoding import (
+    decode_step,
+    eos_array,
+    is_eos,
+    jit_decode_program,
+    prefill,
+    prepare_decode,
+)
 from jaxmethods.generate.processors import (
     Processor,
     apply_processors,
-    as_processor_tuple,
     combine_arrays,
     init_processor_states,
-    partition_arrays,
     take_rows,
     update_processor_states,
 )
@@ -224,16 +228,6 @@ def _beam_search_impl(
     return BeamSearchOutput(sequences=carry.fin_tokens[:, :r], scores=scores, lengths=lengths)
 
 
-@functools.lru_cache(maxsize=64)
-def _beam_search_jit(graphdef, proc_static, cfg) -> Callable:
-    """One jitted beam-search program per (model structure, processors' static part, settings).
-
-    Every argument of the returned function is an array pytree, so `fn.lower(*args).compile()`
-    yields an executable callable with the same `args` (benchmarks time compilation that way).
-    """
-    return jax.jit(functools.partial(_beam_search_impl, graphdef, proc_static, cfg))
-
-
 def build_beam_search(
     model: nnx.Module,
     input_ids: Any,
@@ -258,10 +252,7 @@ def build_beam_search(
         )
     if early_stopping not in (True, False, "never"):
         raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
-    input_ids, attention_mask = check_prompts(input_ids, attention_mask, max_new_tokens, vocab_size)
-    graphdef, state = nnx.split(model)
-    proc_arrays, proc_static = partition_arrays(as_processor_tuple(logits_processor))
+    d = prepare_decode(model, input_ids, attention_mask, max_new_tokens, logits_processor)
     cfg = _BeamStatic(
         max_new_tokens=int(max_new_tokens),
         num_beams=int(num_beams),
@@ -275,8 +266,8 @@ def build_beam_search(
         eos_ids=eos_array(eos_token_id),
         pad_token_id=jnp.int32(pad_token_id),
     )
-    args = (state, input_ids, attention_mask, traced, proc_arrays)
-    return _beam_search_jit(graphdef, proc_static, cfg), args
+    args = (d.state, d.input_ids, d.attention_mask, traced, d.proc_arrays)
+    return jit_decode_program(_beam_search_impl, d.graphdef, d.proc_static, cfg), args
 
 
 def beam_search(

@@ -8,12 +8,16 @@ sits in the last column and all rows write the cache at the same slot (`cache.in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from jaxmethods.generate.processors import Processor, as_processor_tuple, partition_arrays
 
 
 def eos_array(eos_token_id: int | Sequence[int] | None) -> jax.Array:
@@ -72,6 +76,45 @@ def check_prompts(
         if ids_np.size and (ids_np.min() < 0 or ids_np.max() >= vocab_size):
             raise ValueError(f"input_ids has ids outside [0, vocab_size={vocab_size})")
     return input_ids.astype(jnp.int32), attention_mask.astype(jnp.int32)
+
+
+class DecodeInputs(NamedTuple):
+    """A decoding call split for one jitted program: array pytrees are traced arguments,
+    `graphdef` and `proc_static` (hashable) select the compiled program."""
+
+    graphdef: nnx.GraphDef
+    state: nnx.State
+    input_ids: jax.Array  # [B, T] int32, left padded
+    attention_mask: jax.Array  # [B, T] int32
+    proc_arrays: list  # the processors' array leaves
+    proc_static: Any  # the processors' structure and static fields
+
+
+def prepare_decode(
+    model: nnx.Module,
+    input_ids: Any,
+    attention_mask: Any,
+    max_new_tokens: int,
+    logits_processor: Processor | Sequence[Processor] | None,
+) -> DecodeInputs:
+    """Checks the prompts (`check_prompts`, ids against the model's vocabulary when it has a
+    config), splits the model into (graphdef, state) and the processors into arrays + static."""
+    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
+    input_ids, attention_mask = check_prompts(input_ids, attention_mask, max_new_tokens, vocab_size)
+    graphdef, state = nnx.split(model)
+    proc_arrays, proc_static = partition_arrays(as_processor_tuple(logits_processor))
+    return DecodeInputs(graphdef, state, input_ids, attention_mask, proc_arrays, proc_static)
+
+
+@functools.lru_cache(maxsize=128)
+def jit_decode_program(impl: Callable, graphdef: Any, proc_static: Any, settings: Any) -> Callable:
+    """One jitted program per (decoding loop `impl`, model structure, processors' static part,
+    static settings): `jax.jit(partial(impl, graphdef, proc_static, settings))`.
+
+    Every argument of the returned function is an array pytree, so `fn.lower(*args).compile()`
+    yields an executable callable with the same `args` (benchmarks time compilation that way).
+    """
+    return jax.jit(functools.partial(impl, graphdef, proc_static, settings))
 
 
 def prefill(model: Any, input_ids: jax.Array, attention_mask: jax.Array, cache_len: int):

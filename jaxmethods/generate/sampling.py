@@ -10,7 +10,6 @@ sampling draws from softmax(top_p(top_k(scores / T))) with key `fold_in(rng, ste
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,14 +17,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx, struct
 
-from jaxmethods.generate.decoding import check_prompts, decode_step, eos_array, is_eos, prefill
+from jaxmethods.generate.decoding import (
+    decode_step,
+    eos_array,
+    is_eos,
+    jit_decode_program,
+    prefill,
+    prepare_decode,
+)
 from jaxmethods.generate.processors import (
     Processor,
     apply_processors,
-    as_processor_tuple,
     combine_arrays,
     init_processor_states,
-    partition_arrays,
     update_processor_states,
 )
 from jaxmethods.generate.warpers import warp_logits
@@ -140,16 +144,6 @@ def _generate_impl(
     return GenerationOutput(sequences=carry.tokens, lengths=lengths, logprobs=carry.logprobs)
 
 
-@functools.lru_cache(maxsize=64)
-def _generate_jit(graphdef, proc_static, cfg) -> Callable:
-    """One jitted generation program per (model structure, processors' static part, settings).
-
-    Every argument of the returned function is an array pytree, so `fn.lower(*args).compile()`
-    yields an executable callable with the same `args` (benchmarks time compilation that way).
-    """
-    return jax.jit(functools.partial(_generate_impl, graphdef, proc_static, cfg))
-
-
 def build_generate(
     model: nnx.Module,
     input_ids: Any,
@@ -177,10 +171,7 @@ def build_generate(
         raise ValueError(f"top_k must be >= 0 (0 disables it), got {top_k}")
     if do_sample and rng is None:
         raise ValueError("do_sample=True needs an explicit `rng` key (reproducible sampling)")
-    vocab_size = getattr(getattr(model, "config", None), "vocab_size", None)
-    input_ids, attention_mask = check_prompts(input_ids, attention_mask, max_new_tokens, vocab_size)
-    graphdef, state = nnx.split(model)
-    proc_arrays, proc_static = partition_arrays(as_processor_tuple(logits_processor))
+    d = prepare_decode(model, input_ids, attention_mask, max_new_tokens, logits_processor)
     cfg = _SamplingStatic(
         max_new_tokens=int(max_new_tokens),
         do_sample=bool(do_sample),
@@ -194,8 +185,8 @@ def build_generate(
         pad_token_id=jnp.int32(pad_token_id),
     )
     rng = jax.random.key(0) if rng is None else rng
-    args = (state, input_ids, attention_mask, rng, traced, proc_arrays)
-    return _generate_jit(graphdef, proc_static, cfg), args
+    args = (d.state, d.input_ids, d.attention_mask, rng, traced, d.proc_arrays)
+    return jit_decode_program(_generate_impl, d.graphdef, d.proc_static, cfg), args
 
 
 def generate(

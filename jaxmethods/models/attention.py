@@ -54,12 +54,7 @@ class Attention(nnx.Module):
     """Self-attention block: x [B, T, H] -> [B, T, H] (+ updated cache slices)."""
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
-        kw = dict(
-            dtype=config.compute_dtype,
-            param_dtype=config.weight_dtype,
-            init_std=config.initializer_range,
-            rngs=rngs,
-        )
+        kw = dict(**config.init_kwargs, rngs=rngs)
         h, n, kv, d = config.hidden_size, config.num_heads, config.num_kv_heads, config.head_dim
         self.q_proj = Dense(h, n * d, use_bias=config.attention_bias, **kw)
         self.k_proj = Dense(h, kv * d, use_bias=config.attention_bias, **kw)

@@ -95,12 +95,7 @@ class Decoder(nnx.Module):
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
         self.config = config
         self.embed_tokens = Embed(
-            config.vocab_size,
-            config.hidden_size,
-            dtype=config.compute_dtype,
-            param_dtype=config.weight_dtype,
-            init_std=config.initializer_range,
-            rngs=rngs,
+            config.vocab_size, config.hidden_size, **config.init_kwargs, rngs=rngs
         )
         if config.scan_layers:
             self.layers = _stacked_blocks(config, rngs)
@@ -214,9 +209,7 @@ class DecoderLM(nnx.Module):
                 config.hidden_size,
                 config.vocab_size,
                 use_bias=False,
-                dtype=config.compute_dtype,
-                param_dtype=config.weight_dtype,
-                init_std=config.initializer_range,
+                **config.init_kwargs,
                 rngs=rngs,
             )
         )

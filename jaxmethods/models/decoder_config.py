@@ -139,6 +139,15 @@ class DecoderConfig:
     def weight_dtype(self) -> jnp.dtype:
         return jnp.dtype(self.param_dtype)
 
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """dtype, param_dtype and init_std of every `Dense` / `Embed` the model builds."""
+        return dict(
+            dtype=self.compute_dtype,
+            param_dtype=self.weight_dtype,
+            init_std=self.initializer_range,
+        )
+
     def layer_window(self, layer: int) -> int | None:
         """The sliding window of layer `layer` (None = full causal attention)."""
         if self.sliding_window is None:

@@ -66,13 +66,7 @@ class SequenceClassifier(nnx.Module):
         self.num_labels = num_labels
         self.model = Decoder(config, rngs=rngs)
         self.score = Dense(
-            config.hidden_size,
-            num_labels,
-            use_bias=False,
-            dtype=config.compute_dtype,
-            param_dtype=config.weight_dtype,
-            init_std=config.initializer_range,
-            rngs=rngs,
+            config.hidden_size, num_labels, use_bias=False, **config.init_kwargs, rngs=rngs
         )
 
     def hidden_states(

@@ -25,13 +25,7 @@ class GatedMLP(nnx.Module):
     """x [B, T, H] -> [B, T, H] through intermediate size F with a gated activation."""
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
-        kw = dict(
-            use_bias=config.mlp_bias,
-            dtype=config.compute_dtype,
-            param_dtype=config.weight_dtype,
-            init_std=config.initializer_range,
-            rngs=rngs,
-        )
+        kw = dict(use_bias=config.mlp_bias, **config.init_kwargs, rngs=rngs)
         self.gate_proj = Dense(config.hidden_size, config.intermediate_size, **kw)
         self.up_proj = Dense(config.hidden_size, config.intermediate_size, **kw)
         self.down_proj = Dense(config.intermediate_size, config.hidden_size, **kw)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jaxmethods.methods.baldro.objective import ObjectiveConfig
+from jaxmethods.models.backbone import BackboneConfig, TinyDecoderSize, tiny_decoder_size
 from jaxmethods.train.config import ConfigError, check_choice, to_dataclass
 
 # "dv_softmax" runs BalDRO-DV with the paper text's soft-max sign (dv_sign = +1).
@@ -13,9 +14,9 @@ VARIANT_CHOICES = ("plain", "group", "dv", "dv_softmax")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """`source`: "tiny" (a random `DecoderConfig.tiny` sized by the fields below, for demos and
-    CI) or an HF model folder / hub id loaded with `jaxmethods.hf.load_pretrained`.
+class ModelConfig(TinyDecoderSize):
+    """`source`: "tiny" (a random `DecoderConfig.tiny` sized by the `TinyDecoderSize` fields, for
+    demos and CI) or an HF model folder / hub id loaded with `jaxmethods.hf.load_pretrained`.
     `tokenizer`: tokenizer folder / id (default: the model's); unused for "tiny", whose
     tokenizer is trained on the synthetic corpus. `logits_chunk_size` > 0 computes the token
     CE from hidden states in chunks of that many positions (no [B, T, V] logits)."""
@@ -27,13 +28,18 @@ class ModelConfig:
     scan_layers: bool = True
     remat: str = "none"
     logits_chunk_size: int = 0
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    head_dim: int = 16
-    vocab_size: int = 512
+
+    def backbone(self) -> BackboneConfig:
+        hf = self.source != "tiny"
+        return BackboneConfig(
+            source="hf" if hf else "tiny",
+            path=self.source if hf else "",
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            scan_layers=self.scan_layers,
+            remat=self.remat,
+            **tiny_decoder_size(self),
+        )
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from jaxmethods.data.tofu import HF_ID, LLAMA2_CHAT_TEMPLATE, load_tofu, tokeniz
 from jaxmethods.data.tokenizer import build_tiny_tokenizer
 from jaxmethods.losses import token_cross_entropy, token_cross_entropy_from_hidden
 from jaxmethods.methods.baldro.config import BalDROConfig
-from jaxmethods.models.decoder import DecoderConfig, DecoderLM
+from jaxmethods.models.backbone import build_backbone
+from jaxmethods.models.decoder import DecoderLM
 
 log = logging.getLogger(__name__)
 
@@ -70,36 +71,7 @@ def build_tokenizer(cfg: BalDROConfig, corpus: list[str] | None) -> Any:
 
 
 def build_model(cfg: BalDROConfig, tokenizer: Any, mesh: jax.sharding.Mesh) -> DecoderLM:
-    m = cfg.model
-    remat = False if m.remat == "none" else m.remat
-    if m.source == "tiny":
-        dcfg = DecoderConfig.tiny(
-            vocab_size=len(tokenizer),
-            hidden_size=m.hidden_size,
-            intermediate_size=m.intermediate_size,
-            num_layers=m.num_layers,
-            num_heads=m.num_heads,
-            num_kv_heads=m.num_kv_heads,
-            head_dim=m.head_dim,
-            dtype=m.dtype,
-            param_dtype=m.param_dtype,
-            scan_layers=m.scan_layers,
-            remat=remat,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        return DecoderLM(dcfg, rngs=nnx.Rngs(cfg.seed))
-    from jaxmethods.hf import load_pretrained
-
-    return load_pretrained(
-        m.source,
-        m.dtype,
-        param_dtype=m.param_dtype,
-        mesh=mesh,
-        scan_layers=m.scan_layers,
-        remat=remat,
-    )
+    return build_backbone(cfg.model.backbone(), tokenizer, mesh=mesh, seed=cfg.seed)
 
 
 def load_raw(cfg: BalDROConfig, workdir: str) -> dict[str, list[dict]]:

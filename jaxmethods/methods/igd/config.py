@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jaxmethods.models.backbone import BackboneConfig, TinyDecoderSize, tiny_decoder_size
 from jaxmethods.train.config import ConfigError, check_choice, to_dataclass
 
 DATA_SOURCES = ("synthetic", "csv", "raw")
@@ -52,9 +53,10 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(TinyDecoderSize):
     """source "pretrained": HF safetensors at `path` (hub id or folder) with its tokenizer;
-    "tiny": a random `DecoderConfig.tiny` decoder and a BPE tokenizer trained on the corpus."""
+    "tiny": a random `DecoderConfig.tiny` decoder sized by the `TinyDecoderSize` fields and a
+    BPE tokenizer trained on the corpus."""
 
     source: str = "tiny"
     path: str = "Qwen/Qwen2.5-1.5B"
@@ -66,14 +68,19 @@ class ModelConfig:
     lora_alpha: float = 64.0
     lora_dropout: float = 0.05
     lora_targets: str = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
-    # tiny model / tokenizer
-    vocab_size: int = 512
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    head_dim: int = 16
+
+    def backbone(self, max_position_embeddings: int = 512) -> BackboneConfig:
+        """The backbone; `max_position_embeddings` sizes the tiny decoder."""
+        return BackboneConfig(
+            source="hf" if self.source == "pretrained" else "tiny",
+            path=self.path,
+            dtype=self.dtype,
+            param_dtype=self.param_dtype,
+            scan_layers=self.scan_layers,
+            remat=self.remat,
+            max_position_embeddings=max_position_embeddings,
+            **tiny_decoder_size(self),
+        )
 
 
 @dataclass(frozen=True)

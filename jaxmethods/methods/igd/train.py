@@ -22,7 +22,8 @@ from jaxmethods.methods.igd.decoding import IGDLogitsProcessor
 from jaxmethods.methods.igd.pipeline import PreparedData, prepare
 from jaxmethods.methods.igd.predict import evaluate_decoding
 from jaxmethods.methods.igd.steps import make_eval_loss, make_loss_fn, validation_loss
-from jaxmethods.models.decoder import DecoderConfig, DecoderLM
+from jaxmethods.models.backbone import build_backbone
+from jaxmethods.models.decoder import DecoderLM
 from jaxmethods.models.lora import LoRAParam, apply_lora
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
 from jaxmethods.train.checkpoint import Checkpointer
@@ -38,33 +39,8 @@ log = logging.getLogger(__name__)
 
 def build_model(cfg: IGDConfig, tokenizer, mesh) -> DecoderLM:
     m = cfg.model
-    if m.source == "pretrained":
-        from jaxmethods.hf import load_pretrained
-
-        model = load_pretrained(
-            m.path,
-            m.dtype or None,
-            param_dtype=m.param_dtype,
-            mesh=mesh,
-            scan_layers=m.scan_layers,
-            remat=m.remat,
-        )
-    else:
-        dcfg = DecoderConfig.tiny(
-            vocab_size=len(tokenizer),
-            hidden_size=m.hidden_size,
-            intermediate_size=m.intermediate_size,
-            num_layers=m.num_layers,
-            num_heads=m.num_heads,
-            num_kv_heads=m.num_kv_heads,
-            head_dim=m.head_dim,
-            dtype=m.dtype or "float32",
-            param_dtype=m.param_dtype,
-            scan_layers=m.scan_layers,
-            remat=m.remat,
-            max_position_embeddings=max(cfg.data.cutoff_len + cfg.decode.max_new_tokens, 512),
-        )
-        model = DecoderLM(dcfg, nnx.Rngs(cfg.seed))
+    max_len = max(cfg.data.cutoff_len + cfg.decode.max_new_tokens, 512)
+    model = build_backbone(m.backbone(max_len), tokenizer, mesh=mesh, seed=cfg.seed)
     if m.lora_rank > 0:
         apply_lora(
             model,

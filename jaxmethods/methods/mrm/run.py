@@ -6,6 +6,7 @@ import logging
 import os
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 
@@ -77,8 +78,9 @@ def run(config, workdir: str) -> dict:
     seen, unseen = corpus.seen_unseen(cfg.data.seed)
     log.info("%d seen and %d unseen users, %d pairs", len(seen), len(unseen), corpus.num_pairs)
 
-    emb_sharding = param_shardings({"embeddings": corpus.embeddings}, mesh)
-    embeddings = jax.device_put({"embeddings": corpus.embeddings}, emb_sharding)
+    table = {"embeddings": corpus.embeddings.astype(jnp.dtype(cfg.data.embedding_dtype))}
+    emb_sharding = param_shardings(table, mesh)
+    embeddings = jax.device_put(table, emb_sharding)
 
     model = PersonalizedReward(
         corpus.dim,
