@@ -1,0 +1,157 @@
+"""CF scaling study: training-epoch and evaluation time per model and embedding size.
+
+For every (model, dim): the jitted whole-epoch program (device-side shuffling and negative
+sampling, `lax.scan` over batches) and the full-sort evaluation, compiled apart from running and
+timed over several calls; with torch installed, a straightforward PyTorch implementation of the
+same model on the same data (benchmarks/cf_torch_baseline.py) in the same run, and the ratio.
+`--packed` also times one vmapped group of all the small sizes against running them one by one.
+
+    python benchmarks/cf_epoch.py --models bpr lightgcn --dims 64 1024 --out runs/bench/cf_epoch.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.timing import compile_jitted, environment, time_calls, write_json
+from configs import cf_scaling as cf_configs
+from jaxmethods.data.recsys import load_cf_split
+from jaxmethods.methods.cf_scaling.config import from_config_dict
+from jaxmethods.methods.cf_scaling.plan import Group, Replica
+from jaxmethods.methods.cf_scaling.prepare import PreparedData
+from jaxmethods.methods.cf_scaling.trainer import build_group_fns, eval_chunk_size
+from jaxmethods.train.mesh import make_mesh, replicated
+
+
+def time_group(cfg, group: Group, data: PreparedData, mesh, *, iters: int) -> dict:
+    """Compile and time one epoch and one (validation) evaluation of a group of replicas."""
+    with jax.set_mesh(mesh):
+        mdef, init_fn, epoch_fn, eval_fn = build_group_fns(cfg, group, data, mesh)
+        keys = jnp.stack([jax.random.PRNGKey(r.seed) for r in group.replicas])
+        valid, _ = data.eval_data(eval_chunk_size(cfg, mdef, group, data))
+        pairs, graph, valid, keys = jax.device_put(
+            (data.pairs, data.graph if mdef.uses_graph else None, valid, keys), replicated(mesh)
+        )
+        state = init_fn()
+        epoch = jnp.int32(0)
+        compiled_epoch, epoch_compile_s = compile_jitted(epoch_fn, state, keys, epoch, pairs, graph)
+        holder = {"state": state}
+
+        def one_epoch():
+            holder["state"], metrics = compiled_epoch(holder["state"], keys, epoch, pairs, graph)
+            return metrics
+
+        epoch_stats = time_calls(one_epoch, warmup=1, iters=iters)
+        params = holder["state"].params
+        compiled_eval, eval_compile_s = compile_jitted(eval_fn, params, graph, valid)
+        eval_stats = time_calls(lambda: compiled_eval(params, graph, valid), warmup=1, iters=iters)
+    return {
+        "epoch_compile_s": epoch_compile_s,
+        "eval_compile_s": eval_compile_s,
+        "epoch_median_s": epoch_stats["median_s"],
+        "epoch_p90_s": epoch_stats["p90_s"],
+        "eval_median_s": eval_stats["median_s"],
+        "eval_p90_s": eval_stats["p90_s"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=["bpr", "neumf", "lightgcn", "sgl"])
+    p.add_argument("--dims", nargs="+", type=int, default=[64, 1024])
+    p.add_argument("--iters", type=int, default=3, help="timed epochs / evaluations")
+    p.add_argument("--batch_size", type=int, default=2048)
+    p.add_argument("--data_path", default="", help="RecBole atomic folder (default: synthetic)")
+    p.add_argument("--data_name", default="")
+    p.add_argument("--packed", nargs="*", type=int, default=[], help="sizes to time packed")
+    p.add_argument("--packed_models", nargs="+", default=["bpr", "lightgcn"])
+    p.add_argument("--no_torch", action="store_true")
+    p.add_argument("--out", default="runs/bench/cf_epoch.json")
+    args = p.parse_args()
+
+    config = cf_configs.get_config("bench")
+    config.train.batch_size = args.batch_size
+    if args.data_path:
+        config.data.source, config.data.path = "atomic", args.data_path
+        config.data.name = args.data_name
+    cfg = from_config_dict(config)
+    split = load_cf_split(cfg.data)
+    data = PreparedData.from_split(split)
+    mesh = make_mesh(cfg.mesh)
+    try:
+        from benchmarks.cf_torch_baseline import time_torch
+    except ImportError:
+        time_torch = None
+    use_torch = time_torch is not None and not args.no_torch
+    eval_users = np.unique(split.valid.user)
+
+    results = []
+    for model in args.models:
+        for dim in args.dims:
+            row = {"model": model, "dim": dim}
+            row["jax"] = time_group(
+                cfg, Group(model, (Replica(dim, 0),)), data, mesh, iters=args.iters
+            )
+            if use_torch:
+                row["torch"] = time_torch(
+                    model,
+                    split.train.user,
+                    split.train.item,
+                    data.n_users,
+                    data.n_items,
+                    dim,
+                    epochs=args.iters,
+                    batch_size=args.batch_size,
+                    eval_users=eval_users,
+                )
+                row["torch_over_jax_epoch"] = (
+                    row["torch"]["epoch_median_s"] / row["jax"]["epoch_median_s"]
+                )
+                row["torch_over_jax_eval"] = (
+                    row["torch"]["eval_median_s"] / row["jax"]["eval_median_s"]
+                )
+            print(row, flush=True)
+            results.append(row)
+
+    packing = []
+    for model in args.packed_models if args.packed else []:
+        group = Group(model, tuple(Replica(d, 0) for d in args.packed))
+        packed = time_group(cfg, group, data, mesh, iters=args.iters)
+        singles = [
+            time_group(cfg, Group(model, (Replica(d, 0),)), data, mesh, iters=args.iters)
+            for d in args.packed
+        ]
+        entry = {
+            "model": model,
+            "dims": args.packed,
+            "packed_epoch_s": packed["epoch_median_s"],
+            "one_by_one_epoch_s": sum(s["epoch_median_s"] for s in singles),
+        }
+        entry["speedup"] = entry["one_by_one_epoch_s"] / entry["packed_epoch_s"]
+        print(entry, flush=True)
+        packing.append(entry)
+
+    write_json(
+        args.out,
+        {
+            "benchmark": "cf_epoch",
+            "environment": environment(mesh),
+            "data": split.summary(),
+            "batch_size": args.batch_size,
+            "results": results,
+            "packing": packing,
+        },
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
