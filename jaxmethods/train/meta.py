@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 
 HYPERGRAD_MODES = ("second_order", "first_order", "forward")
@@ -130,8 +129,3 @@ def meta_value_and_grad(
     (value, aux), g_outer = jax.value_and_grad(lambda o: fn(inner, o), has_aux=True)(outer)
     g_inner = jax.jacfwd(lambda i: fn(i, outer)[0])(inner)
     return (value, aux), (g_inner, g_outer)
-
-
-def pad_tasks(n_valid: int, n_total: int) -> jnp.ndarray:
-    """[n_total] bool mask of the real tasks of a (possibly partial) meta-batch."""
-    return jnp.arange(n_total) < n_valid

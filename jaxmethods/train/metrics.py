@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from typing import Any
 
@@ -53,10 +52,3 @@ def write_summary(workdir: str, summary: dict, filename: str = "summary.json") -
         with open(path, "w") as f:
             json.dump(to_python(summary), f, indent=2, sort_keys=True, allow_nan=True)
     return path
-
-
-def is_finite(x: Any) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False

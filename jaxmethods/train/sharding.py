@@ -107,10 +107,3 @@ def param_shardings(
         return NamedSharding(mesh, spec)
 
     return jax.tree_util.tree_map_with_path(one, tree)
-
-
-def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
-    """`ShapeDtypeStruct`s carrying shardings: the target for restoring a checkpoint."""
-    return jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
-    )
