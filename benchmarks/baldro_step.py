@@ -26,16 +26,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from benchmarks.timing import compile_jitted, environment, time_calls, write_json
-from jaxmethods.methods.baldro.config import OptimConfig
+from jaxmethods.methods.baldro.assets import make_token_ce
 from jaxmethods.methods.baldro.objective import ObjectiveConfig, objective
-from jaxmethods.methods.baldro.setup import make_token_ce
-from jaxmethods.methods.baldro.trainer import make_optimizer, shard_params, trainable_params
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
+from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES as RULES
 from jaxmethods.train.mesh import data_sharding, make_mesh
-from jaxmethods.train.state import TrainState
-from jaxmethods.train.step import jit_train_step, make_train_step, state_shardings
+from jaxmethods.train.optim import OptimConfig, make_optimizer
+from jaxmethods.train.trainer import compile_step, create_state, shard_and_place
 
 PRESETS = {
     "cpu": dict(hidden=128, inter=344, layers=2, heads=4, kv=4, vocab=2048, batch=8, seq=128,
@@ -66,8 +66,7 @@ def make_batch(p: dict, rng: np.random.Generator) -> dict:
             "row_valid": np.ones((b,), bool),
         }
 
-    forget = side() | {"ref_nll": rng.uniform(50, 100, b).astype(np.float32),
-                       "loss_scale": np.ones((b,), np.float32)}  # fmt: skip
+    forget = side() | {"ref_nll": rng.uniform(50, 100, b).astype(np.float32)}
     return {"forget": forget, "retain": side()}
 
 
@@ -84,24 +83,22 @@ def main() -> None:
         head_dim=p["hidden"] // p["heads"], dtype=p["dtype"], param_dtype="float32",
         scan_layers=True, remat=p["remat"],
     )  # fmt: skip
-    graphdef, params = trainable_params(DecoderLM(cfg))
+    graphdef, params = nnx.split(DecoderLM(cfg), nnx.Param)
     n_params = sum(x.size for x in jax.tree.leaves(params))
     token_ce = make_token_ce(graphdef, p["chunk"])
-    tx = make_optimizer(OptimConfig(), total_steps=1000, warmup_steps=10)
+    tx = make_optimizer(OptimConfig(lr=1e-5, weight_decay=0.01, warmup_steps=10), 1000)
     batch = jax.device_put(make_batch(p, np.random.default_rng(0)), data_sharding(mesh))
-    params, p_shard = shard_params(params, mesh)
+    params, p_shard = shard_and_place(params, mesh, RULES)
     frozen = jax.tree.map(jnp.copy, params)
 
     runners, compile_s = {}, {}
     for name, obj in VARIANTS.items():
         loss_fn = lambda pr, fr, bt, k, obj=obj: objective(obj, token_ce, pr, fr, bt, k)
-        state = TrainState.create(jax.tree.map(jnp.copy, params), tx)
-        shardings = state_shardings(state, p_shard, mesh)
-        state = jax.device_put(state, shardings)
+        state, shardings = create_state(jax.tree.map(jnp.copy, params), tx, mesh, rules=RULES)
         fr = frozen if obj.reference == "frozen" else None
-        step = jit_train_step(
-            make_train_step(loss_fn, tx), mesh, shardings, data_sharding(mesh),
-            frozen_shardings=p_shard if fr is not None else None,
+        step = compile_step(
+            tx, mesh, shardings, loss_fn=loss_fn,
+            constants_shardings=p_shard if fr is not None else None,
         )  # fmt: skip
         compiled, compile_s[name] = compile_jitted(step, state, fr, batch)
         holder = {"state": state}

@@ -34,13 +34,15 @@ from jaxmethods.train.mesh import make_mesh, replicated
 def time_group(cfg, group: Group, data: PreparedData, mesh, *, iters: int) -> dict:
     """Compile and time one epoch and one (validation) evaluation of a group of replicas."""
     with jax.set_mesh(mesh):
-        mdef, init_fn, epoch_fn, eval_fn = build_group_fns(cfg, group, data, mesh)
+        fns = build_group_fns(cfg, group, data, mesh)
+        epoch_fn, eval_fn = fns.epoch_fn, fns.eval_fn
         keys = jnp.stack([jax.random.PRNGKey(r.seed) for r in group.replicas])
-        valid, _ = data.eval_data(eval_chunk_size(cfg, mdef, group, data))
+        valid, _ = data.eval_data(eval_chunk_size(cfg, fns.mdef, group, data))
         pairs, graph, valid, keys = jax.device_put(
-            (data.pairs, data.graph if mdef.uses_graph else None, valid, keys), replicated(mesh)
+            (data.pairs, data.graph if fns.mdef.uses_graph else None, valid, keys),
+            replicated(mesh),
         )
-        state = init_fn()
+        state = fns.init_fn()
         epoch = jnp.int32(0)
         compiled_epoch, epoch_compile_s = compile_jitted(epoch_fn, state, keys, epoch, pairs, graph)
         holder = {"state": state}

@@ -113,10 +113,11 @@ def make_model(name: str, data: TorchData, dim: int) -> nn.Module:
     raise ValueError(name)
 
 
-def _info_nce(a, b, tau):
-    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    logits = a @ b.T / tau
-    return (torch.logsumexp(logits, 1) - logits.diagonal()).sum()
+def _info_nce(view1, view2, ids, tau):
+    """SGL eq. 10 as RecBole's calc_ssl_loss: every node of view 2 is a candidate."""
+    a, all2 = F.normalize(view1[ids], dim=1), F.normalize(view2, dim=1)
+    pos = (a * all2[ids]).sum(1) / tau
+    return (torch.logsumexp(a @ all2.T / tau, 1) - pos).sum()
 
 
 def batch_loss(name, model, data, u, p, n, views):
@@ -138,7 +139,7 @@ def batch_loss(name, model, data, u, p, n, views):
         return per.mean() + 1e-5 * reg
     u1, i1 = model.reps(views[0])
     u2, i2 = model.reps(views[1])
-    ssl = _info_nce(u1[u], u2[u], 0.5) + _info_nce(i1[p], i2[p], 0.5)
+    ssl = _info_nce(u1, u2, u, 0.5) + _info_nce(i1, i2, p, 0.5)
     return per.sum() + 1e-5 * reg + 0.05 * ssl
 
 

@@ -30,9 +30,9 @@ from flax import nnx
 
 from benchmarks.timing import compile_jitted, environment, time_calls, write_json, xla_flops
 from jaxmethods.generate.beam_search import build_beam_search
-from jaxmethods.losses import chunked_token_logprobs, masked_mean
+from jaxmethods.losses import next_token_labels, token_cross_entropy_from_hidden, token_mean_nll
 from jaxmethods.methods.igd.decoding import IGDLogitsProcessor, item_trie_constraint
-from jaxmethods.methods.igd.steps import make_loss_fn
+from jaxmethods.methods.igd.loss import make_loss_fn
 from jaxmethods.methods.igd.trie import ItemTrie
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
 from jaxmethods.train.state import TrainState
@@ -63,20 +63,22 @@ def bench_steps(p: dict, model: DecoderLM, rng) -> dict:
     graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
     tx = optax.adamw(1e-4)
     b, t = p["batch"], p["seq"]
+    ids = rng.integers(4, p["vocab"], (b, t))
+    target = np.arange(t)[None, :] >= t - 24  # HF labels: the last 24 tokens are the target
     batch = {
-        "input_ids": jnp.asarray(rng.integers(4, p["vocab"], (b, t)), jnp.int32),
+        "input_ids": jnp.asarray(ids, jnp.int32),
         "attention_mask": jnp.ones((b, t), bool),
-        "labels": jnp.asarray(rng.integers(4, p["vocab"], (b, t)), jnp.int32),
-        "loss_mask": jnp.asarray(np.arange(t)[None, :] >= t - 24).repeat(b, 0),
-        "weights": jnp.asarray(np.where(rng.random((b, t)) < 0.6, 0.1, 1.0), jnp.float32),
+        "labels": jnp.asarray(np.where(target, ids, -100), jnp.int32),
+        "weights": jnp.asarray(target * np.where(rng.random((b, t)) < 0.6, 0.1, 1.0), jnp.float32),
     }
     igd_loss = make_loss_fn(graphdef)
 
-    def sft_loss(params, frozen, batch, rng):
-        m = nnx.merge(graphdef, params, frozen)
+    def sft_loss(params, base, batch, rng):
+        m = nnx.merge(graphdef, params, base)
         h = m.hidden_states(batch["input_ids"], batch["attention_mask"])
-        logps = chunked_token_logprobs(h, m.lm_head_kernel(), batch["labels"], chunk_size=256)
-        return masked_mean(-logps, batch["loss_mask"]), {}
+        labels = next_token_labels(batch["labels"])
+        ce, mask = token_cross_entropy_from_hidden(h, m.lm_head_kernel(), labels, chunk_size=256)
+        return token_mean_nll(ce, mask), {}
 
     steps, states, flops, compile_s = {}, {}, {}, {}
     for name, loss in (("sft", sft_loss), ("igd", igd_loss)):

@@ -48,9 +48,7 @@ from jaxmethods.losses import chunked_token_logprobs, masked_mean, token_logprob
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
 from jaxmethods.train.mesh import data_sharding, make_mesh
-from jaxmethods.train.sharding import param_shardings
-from jaxmethods.train.state import TrainState
-from jaxmethods.train.step import jit_train_step, make_train_step, state_shardings
+from jaxmethods.train.trainer import compile_step, create_state, shard_and_place
 
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2,
@@ -130,16 +128,12 @@ def bench_jax_step(model: DecoderLM, batch_np: dict, args, mesh) -> dict[str, An
     # The step donates its state: train on a copy so `model` stays valid for the other runs.
     params = jax.tree.map(jnp.copy, params)
     tx = optax.adamw(args.lr, weight_decay=0.01)
-    state = TrainState.create(params, tx)
-    p_shard = param_shardings(params, mesh, DECODER_SHARDING_RULES)
-    s_shard = state_shardings(state, p_shard, mesh)
-    r_shard = param_shardings(rest, mesh, DECODER_SHARDING_RULES)
-    b_shard = jax.tree.map(lambda _: data_sharding(mesh), batch_np)
-    state = jax.device_put(state, s_shard)
-    rest = jax.device_put(rest, r_shard)
-    batch = jax.device_put(batch_np, b_shard)
-    step = make_train_step(make_sft_loss(graphdef, args.chunk), tx)
-    jitted = jit_train_step(step, mesh, s_shard, b_shard, r_shard)
+    state, s_shard = create_state(params, tx, mesh, rules=DECODER_SHARDING_RULES)
+    rest, r_shard = shard_and_place(rest, mesh, DECODER_SHARDING_RULES)
+    batch = jax.device_put(batch_np, data_sharding(mesh))
+    jitted = compile_step(
+        tx, mesh, s_shard, loss_fn=make_sft_loss(graphdef, args.chunk), constants_shardings=r_shard
+    )
     compiled, compile_s = compile_jitted(jitted, state, rest, batch)
     first_loss = []
 

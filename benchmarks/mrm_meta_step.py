@@ -32,8 +32,9 @@ from jaxmethods.methods.mrm.objective import (
 )
 from jaxmethods.methods.mrm.tasks import MetaTaskIterator
 from jaxmethods.models.personalized_reward import PersonalizedReward
+from jaxmethods.train.mesh import make_mesh
 from jaxmethods.train.state import TrainState
-from jaxmethods.train.step import make_train_step
+from jaxmethods.train.trainer import compile_step, create_state
 
 
 def main() -> None:
@@ -64,18 +65,15 @@ def main() -> None:
     graphdef, params = split_model(PersonalizedReward(args.dim, (2,), rngs=nnx.Rngs(0)))
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
 
-    # Vmapped: one jitted step per meta-batch (donated state).
-    step = jax.jit(
-        make_train_step(None, tx, grad_fn=make_meta_grad_fn(graphdef, cfg.meta)),
-        donate_argnums=(0,),
-    )
-    state = TrainState.create(jax.tree.map(jnp.copy, params), tx)
-    frozen = {"embeddings": emb}
-    compiled, compile_s = compile_jitted(step, state, frozen, batch)
+    # Vmapped: the trainer's jitted step (donated state), one call per meta-batch.
+    mesh = make_mesh({"data": 1, "fsdp": 1, "tensor": 1})
+    state, shardings = create_state(jax.tree.map(jnp.copy, params), tx, mesh)
+    step = compile_step(tx, mesh, shardings, grad_fn=make_meta_grad_fn(graphdef, cfg.meta))
+    compiled, compile_s = compile_jitted(step, state, emb, batch)
     holder = {"state": state}
 
     def vmapped_call():
-        holder["state"], metrics = compiled(holder["state"], frozen, batch)
+        holder["state"], metrics = compiled(holder["state"], emb, batch)
         return metrics["loss"]
 
     vmapped = time_calls(vmapped_call, iters=args.iters)

@@ -1,274 +1,217 @@
 """BalDRO: DRO-balanced LLM unlearning (arXiv 2601.09172) on TOFU and MUSE.
 
 Variants (`--config configs/baldro.py:VARIANT[,key=value,...]`):
-  tiny   CI smoke test: random tiny decoder, synthetic fictitious authors, NPO plain/G/DV, 1 epoch.
+  tiny   CI smoke test: random tiny decoder, synthetic fictitious authors, NPO plain/G/DV.
   demo   offline CPU, a few minutes: a tiny model is fine-tuned in the run on synthetic
          fictitious-author QA (the "target") and on the retain split (the "retain model"), then
-         the target is unlearned with NPO, NPO+BalDRO-G and NPO+BalDRO-DV; prints forget
-         quality, model utility and the forget-set per-sample loss spread of each.
+         the target is unlearned with NPO, NPO+BalDRO-G, NPO+BalDRO-DV and NPO+BalDRO-DV(+).
   tofu   the authors' TOFU scripts: Llama-2-7b-chat (open-unlearning's TOFU full model).
-  muse   the authors' MUSE scripts: Llama-2-7b MUSE targets, raw forget / retain1 text.
+  muse   the authors' MUSE scripts: the MUSE News/Books targets, raw forget / retain1 text.
   bench  a larger synthetic problem for step timing (see benchmarks/baldro_step.py).
 
-Optional `key=value` pairs after the variant pick one point of the paper grids (`GRIDS`):
-  loss=npo|simnpo|satimp  variant=plain|group|dv (or variants=plain+group+dv)  split=forget01
-  lr=2e-5  bs=8  ga=4  epochs=10  beta_dv=2.0  corpus=News|Books  model=<hf id or folder>
-e.g. `--config configs/baldro.py:tofu,loss=npo,variant=dv,split=forget05,lr=2e-5,beta_dv=2`.
-Any field can also be set with `--config.optim.lr=3e-5` and friends.
+Defaults come from `BalDROConfig`; each variant states only what differs. `key=value` pairs
+after the variant pick one point of the authors' grids (`GRIDS`, `grid_args`):
+  loss=npo|simnpo|satimp|ga|graddiff  variant=plain|group|dv|dv_softmax (or plain+group+dv)
+  split=forget01|forget05|forget10  corpus=News|Books  lr= bs= ga= epochs= beta_dv= beta=
+  delta= gamma= alpha= beta1= beta2= model=<hf id or folder>, or any field path (optim.lr=).
+`loss=` is a preset (the loss's defaults of the authors' trainer configs and scripts); it applies
+before the field assignments, so `loss=npo,beta_dv=2` and `beta_dv=2,loss=npo` agree.
 """
+
+import itertools
 
 import ml_collections
 
+from configs.common import apply_overrides, config_from, parse_arg
+from jaxmethods.methods.baldro.config import BalDROConfig
+from jaxmethods.methods.baldro.objective import ObjectiveConfig
+
 VARIANTS = ("tiny", "demo", "tofu", "muse", "bench")
 
-# The sweeps in the authors' scripts (scripts/unlearn/{tofu,muse}/*.sh), per base loss.
+LR5 = (1e-5, 2e-5, 3e-5, 4e-5, 5e-5)
+LR3 = (1e-5, 2e-5, 5e-5)
+BETA_DV = (0.5, 1.0, 2.0, 5.0, 10.0)
+TOFU_SPLITS = ("forget01", "forget05", "forget10")
+MUSE_CORPORA = ("News", "Books")
+_SIMNPO = {"beta": (3.5, 4.5), "delta": (0.0, 1.0), "gamma": (0.125, 0.25)}
+_SATIMP_TOFU = {"alpha": (1.0, 0.1, 0.01), "beta1": (5.0, 6.0), "beta2": (1.0,)}
+
+# Every script of the authors' scripts/unlearn/{tofu,muse}/ (commit 12a0b0c): name
+# `{loss}_{variant}` -> the values it loops over (`bs_ga` = per-device batch, grad. accumulation;
+# 1 GPU). Method arguments the scripts fix are the loss presets below.
 GRIDS = {
-    "npo": {"lr": (1e-5, 2e-5, 3e-5, 4e-5, 5e-5), "bs_ga": ((8, 2), (8, 4)), "epochs": (5, 10),
-            "beta_dv": (0.5, 1.0, 2.0, 5.0, 10.0)},
-    "simnpo": {"lr": (1e-5, 2e-5, 5e-5), "bs_ga": ((8, 2), (8, 4)), "epochs": (10,),
-               "beta": (3.5, 4.5), "delta": (0.0, 1.0), "gamma": (0.125, 0.25),
-               "beta_dv": (0.5, 1.0, 2.0, 5.0, 10.0)},
-    "satimp": {"lr": (1e-5, 2e-5, 5e-5), "bs_ga": ((4, 8),), "epochs": (10,),
-               "alpha": (1.0, 0.1, 0.01), "beta1": (5.0, 6.0)},
-    "muse": {"lr": (1e-5, 2e-5, 3e-5, 4e-5, 5e-5), "bs_ga": ((4, 4), (4, 8), (8, 4)),
-             "epochs": (10,)},
+    "tofu": {
+        "npo_plain": {"split": TOFU_SPLITS, "lr": LR5, "bs_ga": ((8, 2), (8, 4)), "epochs": (5, 10)},
+        "npo_group": {"split": ("forget01",), "lr": LR5, "bs_ga": ((8, 2), (8, 4)), "epochs": (5, 10)},
+        "npo_dv": {"split": ("forget01",), "lr": LR5, "bs_ga": ((8, 2), (8, 4)), "epochs": (5, 10),
+                   "beta_dv": BETA_DV},
+        "simnpo_plain": {"split": TOFU_SPLITS, "lr": LR3, "bs_ga": ((8, 2), (8, 4)), "epochs": (10,),
+                         **_SIMNPO},
+        "simnpo_group": {"split": TOFU_SPLITS, "lr": LR3, "bs_ga": ((8, 2), (8, 4)), "epochs": (10,),
+                         **_SIMNPO},
+        "simnpo_dv": {"split": TOFU_SPLITS, "lr": LR3, "bs_ga": ((8, 2), (8, 4)), "epochs": (10,),
+                      **_SIMNPO},  # sigma_forget fixed at 1.0
+        "satimp_group": {"split": TOFU_SPLITS, "lr": LR3, "bs_ga": ((4, 8),), "epochs": (10,),
+                         **_SATIMP_TOFU},
+        "satimp_dv": {"split": TOFU_SPLITS, "lr": LR3, "bs_ga": ((4, 8),), "epochs": (10,),
+                      **_SATIMP_TOFU},  # sigma_forget fixed at 1.0
+    },
+    "muse": {
+        "ga_plain": {"corpus": MUSE_CORPORA, "lr": LR5, "bs_ga": ((8, 4),), "epochs": (10,)},
+        "graddiff_plain": {"corpus": MUSE_CORPORA, "lr": LR5, "bs_ga": ((8, 4),), "epochs": (10,),
+                           "alpha": (1.0, 2.0, 5.0, 10.0)},
+        "npo_plain": {"corpus": MUSE_CORPORA, "lr": LR5, "bs_ga": ((4, 8),), "epochs": (10,),
+                      "alpha": (1.0, 2.0, 5.0, 10.0)},
+        "npo_group": {"corpus": MUSE_CORPORA, "lr": LR5, "bs_ga": ((4, 8),), "epochs": (10,),
+                      "alpha": (1.0, 2.0, 5.0, 10.0)},
+        # The script passes `sigma`, which DrNPO does not take (see docs/baldro.md).
+        "npo_dv": {"corpus": MUSE_CORPORA, "lr": LR5, "bs_ga": ((4, 4), (4, 8)), "epochs": (10,),
+                   "beta_dv": BETA_DV},
+        "simnpo_plain": {"corpus": MUSE_CORPORA, "lr": LR3, "bs_ga": ((4, 8),), "epochs": (10,),
+                         **_SIMNPO},
+        "simnpo_group": {"corpus": MUSE_CORPORA, "lr": LR5, "bs_ga": ((4, 8),), "epochs": (10,),
+                         "beta": (4.5,), "delta": (0.0,), "gamma": (0.125,)},
+        "simnpo_dv": {"corpus": MUSE_CORPORA, "lr": LR3, "bs_ga": ((4, 8),), "epochs": (10,),
+                      **_SIMNPO, "beta_dv": BETA_DV},
+        "satimp_plain": {"corpus": MUSE_CORPORA, "lr": LR3, "bs_ga": ((4, 8),), "epochs": (10,)},
+        "satimp_group": {"corpus": MUSE_CORPORA, "lr": LR3, "bs_ga": ((4, 8),), "epochs": (10,)},
+        # The script sweeps `beta_dv_forget`, DrSatImp's temperature is `sigma_forget`.
+        "satimp_dv": {"corpus": MUSE_CORPORA, "lr": LR5, "bs_ga": ((4, 4), (4, 8)), "epochs": (10,),
+                      "beta_dv": BETA_DV},
+    },
 }  # fmt: skip
 
-# Method defaults of the authors' trainer configs (configs/trainer/*.yaml).
+# Method arguments of the authors' trainer configs (configs/trainer/*.yaml) and the values the
+# scripts fix; MUSE SatImp runs with gamma 1.0 in every MUSE script, TOFU's with 0.1.
 LOSS_DEFAULTS = {
-    "npo": dict(beta=0.1, alpha=1.0, gamma=1.0, beta_dv=1.0),
-    "simnpo": dict(beta=4.5, delta=0.0, alpha=1.0, gamma=0.125, beta_dv=1.0),
-    "satimp": dict(beta1=5.0, beta2=1.0, alpha=1.0, gamma=0.1, beta_dv=1.0),
+    "npo": dict(beta=0.1, alpha=1.0, gamma=1.0),
+    "simnpo": dict(beta=4.5, delta=0.0, alpha=1.0, gamma=0.125),
+    "satimp": dict(beta1=5.0, beta2=1.0, alpha=1.0, gamma=0.1),
+    "ga": dict(alpha=0.0, gamma=1.0),
+    "graddiff": dict(alpha=1.0, gamma=1.0),
 }
+MUSE_LOSS_DEFAULTS = {"satimp": dict(gamma=1.0)}
+# (per-device batch, grad. accumulation) of each loss's scripts, where it differs from the
+# benchmark's default (TOFU 8 x 2, MUSE 4 x 8).
+LOSS_BATCH = {"tofu": {"satimp": (4, 8)}, "muse": {"ga": (8, 4), "graddiff": (8, 4)}}
 MUSE_RETRAIN_AUC = {"News": 0.5236, "Books": 0.4592}  # mia_min_k of the retrained models
+_LOSS_KEYS = sorted({k for d in LOSS_DEFAULTS.values() for k in d} | {"beta_dv"})
 
 
-def _unlearn(loss: str) -> ml_collections.ConfigDict:
-    u = ml_collections.ConfigDict()
-    u.loss = loss
-    u.beta = 0.1
-    u.delta = 0.0
-    u.beta1 = 5.0
-    u.beta2 = 1.0
-    u.gamma = 1.0
-    u.alpha = 1.0
-    u.sampling_ratio = 0.5
-    u.beta_dv = 1.0
-    u.dv_sign = -1  # the authors' code; +1 = the soft-max of the paper's text
-    u.retain_reduction = "auto"  # DrNPO/DrSatImp: per-sequence-sum mean (the code's quirk)
-    u.groups = 1  # per-device batches per micro-batch (1 GPU in the authors' scripts)
-    u.reference = "precomputed"  # NPO reference NLLs computed once from the start weights
-    u.update(LOSS_DEFAULTS.get(loss, {}))
-    return u
+def _loss(c: ml_collections.ConfigDict, value: str) -> None:
+    if value not in LOSS_DEFAULTS:
+        raise ValueError(f"unknown loss {value!r}; choose from {tuple(LOSS_DEFAULTS)}")
+    defaults = config_from(ObjectiveConfig)
+    for key in _LOSS_KEYS:
+        c.unlearn[key] = defaults[key]
+    c.unlearn.loss = value
+    c.unlearn.update(LOSS_DEFAULTS[value])
+    bench = c.data.benchmark
+    if bench == "muse":
+        c.unlearn.update(MUSE_LOSS_DEFAULTS.get(value, {}))
+    if value in LOSS_BATCH.get(bench, {}):
+        c.train.micro_batch_size, c.optim.grad_accum = LOSS_BATCH[bench][value]
 
 
-def _base(variant: str) -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.method = "baldro"
-    c.name = f"baldro_{variant}"
-    c.seed = 0
-    c.variants = ("plain", "group", "dv")
-    c.mesh = {"data": -1, "fsdp": 1, "tensor": 1}
-    c.checkpoint_every = 0
-    c.keep_checkpoints = 1
-    c.log_every = 10
-    c.progress = True
+def _split(c: ml_collections.ConfigDict, value: str) -> None:
+    pct = int(value.removeprefix("forget"))
+    c.data.forget_split, c.data.retain_split = value, f"retain{100 - pct}"
+    if c.data.benchmark == "tofu":
+        c.eval.retain_logs_path = (
+            f"saves/eval/tofu_Llama-2-7b-chat-hf_retain{100 - pct}/TOFU_EVAL.json"
+        )
 
-    c.model = ml_collections.ConfigDict()
-    c.model.source = "tiny"
-    c.model.tokenizer = ""
-    c.model.dtype = "float32"
-    c.model.param_dtype = "float32"
-    c.model.scan_layers = True
-    c.model.remat = "none"
-    c.model.logits_chunk_size = 0
-    c.model.hidden_size = 64
-    c.model.intermediate_size = 128
-    c.model.num_layers = 2
-    c.model.num_heads = 4
-    c.model.num_kv_heads = 2
-    c.model.head_dim = 16
-    c.model.vocab_size = 384
 
-    c.data = ml_collections.ConfigDict()
-    c.data.benchmark = "synthetic"
-    c.data.source = ""
-    c.data.forget_split = "forget10"
-    c.data.retain_split = "retain90"
-    c.data.corpus = "News"
-    c.data.max_length = 64
-    c.data.num_authors = 40
-    c.data.questions_per_author = 5
-    c.data.forget_percent = 10
+def _corpus(c: ml_collections.ConfigDict, value: str) -> None:
+    if value not in MUSE_RETRAIN_AUC:
+        raise ValueError(f"unknown corpus {value!r}; choose from {tuple(MUSE_RETRAIN_AUC)}")
+    c.data.corpus = value
+    c.model.source = f"muse-bench/MUSE-{value.lower()}_target"
+    c.eval.retrain_auc = MUSE_RETRAIN_AUC[value]
 
-    c.unlearn = _unlearn("npo")
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.lr = 1e-5
-    c.optim.epochs = 10
-    c.optim.micro_batch_size = 8
-    c.optim.grad_accum = 2
-    c.optim.weight_decay = 0.01
-    c.optim.schedule = "linear"
-    c.optim.warmup = "tofu"
-    c.optim.max_grad_norm = 1.0
-    c.optim.b1 = 0.9
-    c.optim.b2 = 0.999
-    c.optim.eps = 1e-8
-
-    c.finetune = ml_collections.ConfigDict()
-    c.finetune.enabled = False
-    c.finetune.epochs = 30
-    c.finetune.lr = 3e-3
-    c.finetune.batch_size = 16
-    c.finetune.warmup_steps = 10
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.enabled = True
-    c.eval.retain_logs_path = ""
-    c.eval.retrain_auc = -1.0
-    c.eval.batch_size = 32
-    c.eval.length = 64
-    c.eval.prompt_length = 40
-    c.eval.max_new_tokens = 24
-    c.eval.use_stemmer = True
-    c.eval.with_rouge = True
-    return c
+SHORTCUTS = {
+    "loss": _loss,
+    "split": _split,
+    "corpus": _corpus,
+    "variant": "variants",
+    "lr": "optim.lr",
+    "ga": "optim.grad_accum",
+    "bs": "train.micro_batch_size",
+    "epochs": "train.epochs",
+    "model": "model.source",
+    **{k: f"unlearn.{k}" for k in ("beta_dv", "beta", "delta", "gamma", "alpha", "beta1", "beta2")},
+}
 
 
 def _tiny(c):
     c.variants = ("plain", "group", "dv")
-    c.progress = False
-    c.model.hidden_size = 32
-    c.model.intermediate_size = 64
-    c.model.num_layers = 1
-    c.model.head_dim = 8
-    c.model.scan_layers = False  # one layer: nothing to scan, and a faster compile
-    c.model.vocab_size = 256
-    c.data.num_authors = 20
-    c.data.questions_per_author = 2
-    c.data.max_length = 48
-    c.optim.lr = 1e-3
-    c.optim.epochs = 2
-    c.optim.micro_batch_size = 4  # divisible by the 4 fake CPU devices of the tests
-    c.optim.grad_accum = 1
-    c.optim.warmup = "none"
-    c.eval.batch_size = 8
-    c.eval.length = 48
-    c.eval.prompt_length = 40
-    c.eval.max_new_tokens = 4
+    c.loop.progress = False
+    c.model.update(hidden_size=32, intermediate_size=64, num_layers=1, head_dim=8,
+                   scan_layers=False, vocab_size=256)  # fmt: skip
+    c.data.update(num_authors=20, questions_per_author=2, max_length=48)
+    c.optim.update(lr=1e-3, grad_accum=1)
+    c.train.update(epochs=2.0, micro_batch_size=4, warmup_epochs=0.0)  # 4 fake CPU devices
+    c.eval.update(batch_size=8, length=48, prompt_length=40, max_new_tokens=4)
 
 
 def _demo(c):
     c.variants = ("plain", "group", "dv", "dv_softmax")
-    c.finetune.enabled = True
-    c.finetune.epochs = 40
-    c.optim.lr = 1e-3
-    c.optim.epochs = 10
-    c.optim.micro_batch_size = 8
-    c.optim.grad_accum = 1
-    c.optim.warmup = "tofu"
+    c.data.update(num_authors=40, max_length=64)
+    c.finetune.update(enabled=True, epochs=40.0)
+    c.optim.update(lr=1e-3, grad_accum=1)
+    c.eval.update(length=64, prompt_length=40, max_new_tokens=24)
 
 
 def _tofu(c):
-    c.variants = ("plain",)
     c.mesh = {"data": 1, "fsdp": -1, "tensor": 1}
-    c.checkpoint_every = 50
-    c.model.source = "open-unlearning/tofu_Llama-2-7b-chat-hf_full"
-    c.model.dtype = "bfloat16"
-    c.model.param_dtype = "float32"  # fp32 master weights (the original trains bf16 weights)
-    c.model.remat = "full"  # gradient_checkpointing=true in the scripts
-    c.model.logits_chunk_size = 128
-    c.data.benchmark = "tofu"
-    c.data.forget_split = "forget01"
-    c.data.retain_split = "retain99"
-    c.data.max_length = 512
-    c.optim.lr = 1e-5
-    c.optim.epochs = 10
-    c.optim.micro_batch_size = 8
-    c.optim.grad_accum = 2
-    c.optim.weight_decay = 0.01
+    c.loop.keep_checkpoints = 1  # 7B weights + AdamW moments per checkpoint
+    c.model.update(source="open-unlearning/tofu_Llama-2-7b-chat-hf_full", dtype="bfloat16",
+                   remat="full", logits_chunk_size=128)  # fmt: skip
+    c.data.update(benchmark="tofu", forget_split="forget01", retain_split="retain99")
     c.eval.retain_logs_path = "saves/eval/tofu_Llama-2-7b-chat-hf_retain99/TOFU_EVAL.json"
-    c.eval.batch_size = 32
-    c.eval.length = 512
-    c.eval.prompt_length = 256
-    c.eval.max_new_tokens = 200
 
 
 def _muse(c):
     _tofu(c)
-    c.data.benchmark = "muse"
-    c.data.max_length = 2048
-    c.model.source = "muse-bench/MUSE-news_target"
-    c.model.tokenizer = "meta-llama/Llama-2-7b-hf"
-    c.optim.micro_batch_size = 4
-    c.optim.grad_accum = 4
-    c.optim.weight_decay = 0.0
-    c.optim.schedule = "constant"
-    c.optim.warmup = "none"
-    c.eval.retain_logs_path = ""
-    c.eval.retrain_auc = MUSE_RETRAIN_AUC["News"]
-    c.eval.batch_size = 8
-    c.eval.length = 2048
-    c.eval.prompt_length = 1024
+    c.data.update(benchmark="muse", max_length=2048)
+    c.model.update(source="muse-bench/MUSE-news_target", tokenizer="meta-llama/Llama-2-7b-hf")
+    c.optim.update(weight_decay=0.0, schedule="constant", grad_accum=8)
+    c.train.update(micro_batch_size=4, warmup_epochs=0.0)
+    c.eval.update(retain_logs_path="", retrain_auc=MUSE_RETRAIN_AUC["News"], batch_size=8,
+                  length=2048, prompt_length=1024, at_start=False)  # fmt: skip
 
 
 def _bench(c):
-    c.variants = ("plain",)
-    c.progress = False
+    c.loop.progress = False
     c.eval.enabled = False
-    c.model.hidden_size = 256
-    c.model.intermediate_size = 688
-    c.model.num_layers = 4
-    c.model.num_heads = 8
-    c.model.num_kv_heads = 8
-    c.model.head_dim = 32
-    c.model.vocab_size = 512
-    c.data.max_length = 64
-    c.optim.micro_batch_size = 8
+    c.model.update(hidden_size=256, intermediate_size=688, num_layers=4, num_heads=8,
+                   num_kv_heads=8, head_dim=32, vocab_size=512)  # fmt: skip
+    c.data.update(num_authors=40, max_length=64)
     c.optim.grad_accum = 1
 
 
-def _apply_overrides(c, pairs: list[str]) -> None:
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"configs/baldro.py: expected key=value, got {pair!r}")
-        if key == "loss":
-            c.unlearn = _unlearn(value)
-            if c.data.benchmark == "muse" and value == "satimp":
-                c.optim.micro_batch_size, c.optim.grad_accum = 4, 8
-        elif key in ("variant", "variants"):
-            c.variants = tuple(value.split("+"))
-        elif key == "split":
-            c.data.forget_split = value
-            pct = int(value.removeprefix("forget"))
-            c.data.retain_split = f"retain{100 - pct}"
-            if c.data.benchmark == "tofu":
-                c.eval.retain_logs_path = (
-                    f"saves/eval/tofu_Llama-2-7b-chat-hf_retain{100 - pct}/TOFU_EVAL.json"
-                )
-        elif key == "corpus":
-            c.data.corpus = value
-            c.model.source = f"muse-bench/MUSE-{value.lower()}_target"
-            c.eval.retrain_auc = MUSE_RETRAIN_AUC[value]
-        elif key in ("lr", "epochs", "bs", "ga"):
-            field = {"lr": "lr", "epochs": "epochs", "bs": "micro_batch_size", "ga": "grad_accum"}
-            c.optim[field[key]] = float(value) if key == "lr" else int(value)
-        elif key in ("beta_dv", "beta", "delta", "gamma", "alpha", "beta1"):
-            c.unlearn[key] = float(value)
-        elif key == "model":
-            c.model.source = value
-        else:
-            raise ValueError(f"configs/baldro.py: unknown override {key!r}")
+SETTINGS = {"tiny": _tiny, "demo": _demo, "tofu": _tofu, "muse": _muse, "bench": _bench}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    parts = (arg or "demo").split(",")
-    variant = parts[0]
-    if variant not in VARIANTS:
-        raise ValueError(f"configs/baldro.py: unknown variant {variant!r}; choose from {VARIANTS}")
-    c = _base(variant)
-    {"tiny": _tiny, "demo": _demo, "tofu": _tofu, "muse": _muse, "bench": _bench}[variant](c)
-    _apply_overrides(c, parts[1:])
-    return c
+    variant, pairs = parse_arg(arg, VARIANTS, default="demo", where=__file__)
+    c = config_from(BalDROConfig)
+    c.name = f"baldro_{variant}"
+    SETTINGS[variant](c)
+    return apply_overrides(c, pairs, shortcuts=SHORTCUTS, where=__file__)
+
+
+def grid_args(benchmark: str, name: str) -> list[str]:
+    """Every `configs/baldro.py` argument of one script's grid, e.g.
+    `tofu,loss=npo,variant=dv,split=forget01,lr=1e-05,bs=8,ga=2,epochs=5,beta_dv=0.5`."""
+    grid = GRIDS[benchmark][name]
+    loss, _, variant = name.rpartition("_")
+    keys = list(grid)
+    out = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        parts = [benchmark, f"loss={loss}", f"variant={variant}"]
+        for k, v in zip(keys, values):
+            parts += [f"bs={v[0]}", f"ga={v[1]}"] if k == "bs_ga" else [f"{k}={v}"]
+        out.append(",".join(parts))
+    return out

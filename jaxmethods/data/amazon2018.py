@@ -25,13 +25,18 @@ from __future__ import annotations
 import ast
 import calendar
 import collections
+import contextlib
 import csv
 import dataclasses
 import gzip
+import io
 import json
+import math
 import os
 import random
 from collections.abc import Iterator, Sequence
+
+from jaxmethods.train.metrics import write_text_atomic
 
 CSV_COLUMNS = (
     "user_id",
@@ -80,10 +85,20 @@ class ProcessedSplits:
     end: tuple[int, int]
 
 
+@contextlib.contextmanager
+def _open_text(path: str) -> Iterator:
+    """A UTF-8 text file (plain or .gz) whose decoding errors name the file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as f:
+            yield f
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as e:
+        raise ValueError(f"{path}: not a UTF-8 text file ({type(e).__name__}: {e})") from None
+
+
 def read_json_lines(path: str) -> Iterator[dict]:
     """Yields the objects of a JSON-lines file (plain or .gz); old-style Python-literal lines too."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with _open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             line = line.strip()
             if not line:
@@ -277,28 +292,26 @@ def process_category(
         paths[split] = os.path.join(out_dir, split, f"{stem}.csv")
         write_samples_csv(paths[split], getattr(splits, split))
     paths["info"] = os.path.join(out_dir, "info", f"{stem}.txt")
-    os.makedirs(os.path.dirname(paths["info"]), exist_ok=True)
-    with open(paths["info"], "w", encoding="utf-8") as f:
-        f.writelines(f"{title}\t{item_id}\n" for title, item_id in splits.info)
+    write_text_atomic(paths["info"], "".join(f"{t}\t{i}\n" for t, i in splits.info))
     paths["item_frequency"] = os.path.join(out_dir, "item_frequency", f"{category}.json")
-    os.makedirs(os.path.dirname(paths["item_frequency"]), exist_ok=True)
-    with open(paths["item_frequency"], "w", encoding="utf-8") as f:
-        json.dump(item_frequency(splits.train, splits.info), f, ensure_ascii=False, indent=4)
+    freq = item_frequency(splits.train, splits.info)
+    write_text_atomic(paths["item_frequency"], json.dumps(freq, ensure_ascii=False, indent=4))
     return paths
 
 
 def write_samples_csv(path: str, samples: Sequence[Sample]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(s.row() for s in samples)
+    """Writes `samples` in the CSV format above (atomically: never a half-written file)."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(s.row() for s in samples)
+    write_text_atomic(path, buf.getvalue())
 
 
 def read_samples_csv(path: str) -> list[Sample]:
     """Reads a CSV in the format above (the authors' ready-made files included)."""
     out = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with _open_text(path) as f:
         reader = csv.DictReader(f)
         missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -319,6 +332,9 @@ def read_samples_csv(path: str) -> list[Sample]:
                 raise ValueError(f"{path}:{lineno}: malformed row ({e})") from None
             if not values["history_item_title"]:
                 raise ValueError(f"{path}:{lineno}: empty history_item_title")
+            for c in ("rating", "history_rating"):
+                if not all(map(math.isfinite, [values["rating"]] if c == "rating" else values[c])):
+                    raise ValueError(f"{path}:{lineno}: {c} is not finite ({row[c]!r})")
             out.append(Sample(**values))
     return out
 
@@ -326,7 +342,7 @@ def read_samples_csv(path: str) -> list[Sample]:
 def read_info_file(path: str) -> list[tuple[str, int]]:
     """(title, id) pairs of a `title\\tid` file; titles may contain tabs (the id is the last field)."""
     out = []
-    with open(path, encoding="utf-8") as f:
+    with _open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             parts = line.strip().split("\t")
             if len(parts) < 2:
@@ -339,8 +355,13 @@ def read_info_file(path: str) -> list[tuple[str, int]]:
 
 
 def read_item_frequency(path: str) -> dict[str, int]:
-    with open(path, encoding="utf-8") as f:
-        freq = json.load(f)
-    if not isinstance(freq, dict) or not all(isinstance(v, int | float) for v in freq.values()):
-        raise ValueError(f"{path}: expected a JSON object title -> frequency")
+    with _open_text(path) as f:
+        try:
+            freq = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: malformed JSON ({e})") from None
+    if not isinstance(freq, dict) or not all(
+        isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in freq.values()
+    ):
+        raise ValueError(f"{path}: expected a JSON object title -> frequency (finite, >= 0)")
     return freq

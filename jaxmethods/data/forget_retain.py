@@ -1,60 +1,74 @@
-"""Forget/retain pairing and fixed-shape unlearning batches (open-unlearning's
-`ForgetRetainDataset` anchored on the forget set, plus HF Trainer's epoch/accumulation layout).
+"""Forget/retain unlearning batches as a resumable grain pipeline (open-unlearning's
+`ForgetRetainDataset` anchored on the forget set, HF Trainer's epoch/accumulation layout).
 
-Each epoch visits the forget set in a seeded random order; every forget item is paired with a
-retain item drawn uniformly at random (with replacement), as `ForgetRetainDataset.__getitem__`
-does with `torch.randint`. One optimizer step takes `grad_accum` micro-batches of
-`micro_batch_size` pairs; the epoch's last micro-batch may be short and the last step may hold
-fewer micro-batches, like HF's dataloader without `drop_last`. Shapes stay static: short
-micro-batches are padded with invalid rows (`row_valid = False`), missing micro-batches are
-all-invalid, and `loss_scale` (per row, constant within a micro-batch) re-weights the step's
-micro-batch average to the mean over the real micro-batches, as HF does for a short final
-accumulation.
+Record order and accumulation come from `jaxmethods.data.pipeline.step_indices`: each epoch
+visits the forget set in a fresh permutation, batches like a DataLoader without `drop_last` (the
+epoch's last micro-batch is short and padded with -1), and one optimizer step takes `grad_accum`
+consecutive micro-batches, so accumulation windows run across epoch boundaries (transformers
+4.45). Each forget item is paired with a retain item drawn uniformly at random with replacement,
+fresh at every visit, as `ForgetRetainDataset.__getitem__` does with `torch.randint`; the draw is
+seeded by `(seed, step)`, so a resumed stream redraws the same pairs.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from jaxmethods.data.tofu import pad_examples
+from jaxmethods.data.pipeline import BatchStream, batches_per_epoch, step_indices, step_stream
+from jaxmethods.losses.unlearning import IGNORE_INDEX
 
 
-def steps_per_epoch(num_forget: int, micro_batch_size: int, grad_accum: int) -> int:
-    """ceil(ceil(N / micro_batch_size) / grad_accum): HF Trainer's optimizer steps per epoch."""
-    return math.ceil(math.ceil(num_forget / micro_batch_size) / grad_accum)
+def gather_examples(
+    examples: Sequence[Mapping[str, Any]],
+    indices: np.ndarray,
+    *,
+    length: int,
+    pad_id: int,
+    extra_fields: Sequence[str] = (),
+) -> dict[str, np.ndarray]:
+    """Right-padded arrays of `examples[indices]`, row by row; index -1 gives an empty row.
+
+    Returns {"input_ids" [B, L] int32, "attention_mask" [B, L] int32, "labels" [B, L] int32
+    (HF layout, -100 on prompt and padding), "row_valid" [B] bool} plus one float32 [B] array
+    per name in `extra_fields` (per-example scalars such as "ref_nll"; 0 on empty rows).
+    Rows keep their positions, so micro-batch boundaries inside the block are preserved.
+    """
+    b = len(indices)
+    ids = np.full((b, length), pad_id, np.int32)
+    mask = np.zeros((b, length), np.int32)
+    labels = np.full((b, length), IGNORE_INDEX, np.int32)
+    valid = np.zeros((b,), bool)
+    extra = {name: np.zeros((b,), np.float32) for name in extra_fields}
+    for row, i in enumerate(np.asarray(indices).tolist()):
+        if i < 0:
+            continue
+        ex = examples[i]
+        n = len(ex["input_ids"])
+        if n > length:
+            raise ValueError(f"example {i} has {n} tokens > the padded length {length}")
+        ids[row, :n], mask[row, :n], labels[row, :n] = ex["input_ids"], 1, ex["labels"]
+        valid[row] = True
+        for name in extra_fields:
+            extra[name][row] = float(ex[name])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "row_valid": valid, **extra}
 
 
-def pair_indices(
-    num_forget: int, num_retain: int, seed: int, epoch: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(forget order, paired retain index) for one epoch, reproducible from (seed, epoch)."""
-    if num_forget < 1 or num_retain < 1:
-        raise ValueError(f"need forget and retain items, got {num_forget} and {num_retain}")
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(num_forget)
-    retain = rng.integers(0, num_retain, size=num_forget)
-    return order, retain
+def paired_retain_indices(forget_indices: np.ndarray, num_retain: int, *, seed: int, step: int):
+    """A uniformly random retain index per forget row of optimizer step `step` (-1 stays -1)."""
+    if num_retain < 1:
+        raise ValueError("the retain set is empty")
+    draw = np.random.default_rng([seed, step]).integers(0, num_retain, size=len(forget_indices))
+    return np.where(np.asarray(forget_indices) < 0, -1, draw)
 
 
-class ForgetRetainBatches:
-    """Iterator of host batches {"forget": {...}, "retain": {...}} with static shapes.
+class ForgetRetainCollate:
+    """`(step, [grad_accum, micro] forget index block)` -> {"forget": {...}, "retain": {...}}.
 
-    Each side holds `pad_examples` arrays of [grad_accum * micro_batch_size, L] plus, for the
-    forget side, any per-example float fields listed in `extra_forget_fields` (e.g. "ref_nll")
-    and "loss_scale" [B]. Supports `get_state` / `set_state` for exact resume.
-
-    Args:
-      forget, retain: tokenised examples (dicts with "input_ids" and "labels" lists).
-      micro_batch_size: pairs per micro-batch (the original per-device batch x devices).
-      grad_accum: micro-batches per optimizer step.
-      length: padded sequence length L (every example must fit).
-      pad_id: the tokenizer's pad id.
-      seed: shuffling / pairing seed.
-      extra_forget_fields: per-example scalar fields of `forget` copied into the batch.
+    Both sides hold `gather_examples` arrays of [grad_accum * micro, length]; the forget side also
+    carries `extra_forget_fields` (e.g. the precomputed reference NLL "ref_nll").
     """
 
     def __init__(
@@ -62,71 +76,83 @@ class ForgetRetainBatches:
         forget: Sequence[Mapping[str, Any]],
         retain: Sequence[Mapping[str, Any]],
         *,
-        micro_batch_size: int,
-        grad_accum: int = 1,
         length: int,
         pad_id: int,
         seed: int = 0,
         extra_forget_fields: Sequence[str] = (),
     ):
-        if micro_batch_size < 1 or grad_accum < 1:
-            raise ValueError(
-                f"micro_batch_size and grad_accum must be >= 1, got {micro_batch_size}, "
-                f"{grad_accum}"
-            )
-        for f in extra_forget_fields:
-            missing = [i for i, ex in enumerate(forget) if f not in ex]
+        for name in extra_forget_fields:
+            missing = [i for i, ex in enumerate(forget) if name not in ex]
             if missing:
-                raise ValueError(f"forget example {missing[0]} has no field '{f}'")
-        self.forget, self.retain = list(forget), list(retain)
-        self.micro, self.accum = micro_batch_size, grad_accum
+                raise ValueError(f"forget example {missing[0]} has no field '{name}'")
+        self.forget, self.retain = forget, retain
         self.length, self.pad_id, self.seed = length, pad_id, seed
         self.extra = tuple(extra_forget_fields)
-        self.steps_per_epoch = steps_per_epoch(len(self.forget), micro_batch_size, grad_accum)
-        self.epoch, self.step_in_epoch = 0, 0
-        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
 
-    def get_state(self) -> dict:
-        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch}
+    def __call__(self, element: tuple[int, Any]) -> dict[str, dict[str, np.ndarray]]:
+        step, block = element
+        f_idx = np.asarray(block, np.int64).reshape(-1)
+        r_idx = paired_retain_indices(f_idx, len(self.retain), seed=self.seed, step=int(step))
+        kw = {"length": self.length, "pad_id": self.pad_id}
+        return {
+            "forget": gather_examples(self.forget, f_idx, extra_fields=self.extra, **kw),
+            "retain": gather_examples(self.retain, r_idx, **kw),
+        }
 
-    def set_state(self, state: Mapping[str, int]) -> None:
-        self.epoch, self.step_in_epoch = int(state["epoch"]), int(state["step_in_epoch"])
 
-    def __iter__(self) -> ForgetRetainBatches:
-        return self
+def forget_retain_stream(
+    forget: Sequence[Mapping[str, Any]],
+    retain: Sequence[Mapping[str, Any]],
+    *,
+    micro_batch_size: int,
+    grad_accum: int = 1,
+    length: int,
+    pad_id: int,
+    seed: int = 0,
+    extra_forget_fields: Sequence[str] = (),
+    prefetch: int = 2,
+) -> BatchStream:
+    """The resumable stream of unlearning steps (`BatchStream.get_state/set_state`).
 
-    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._epoch_cache is None or self._epoch_cache[0] != self.epoch:
-            order, retain = pair_indices(len(self.forget), len(self.retain), self.seed, self.epoch)
-            self._epoch_cache = (self.epoch, order, retain)
-        return self._epoch_cache[1], self._epoch_cache[2]
+    Args:
+      forget, retain: tokenised examples (dicts with "input_ids" and "labels" lists).
+      micro_batch_size: pairs per micro-batch (the authors' per-device batch x devices).
+      grad_accum: micro-batches per optimizer step, stacked along axis 0.
+      length: padded sequence length L (every example must fit).
+      pad_id: the tokenizer's pad id.
+      seed: shuffling and pairing seed.
+      extra_forget_fields: per-example scalar fields of `forget` copied into the batch.
+    """
+    if not forget:
+        raise ValueError("the forget set is empty")
+    collate = ForgetRetainCollate(
+        forget, retain, length=length, pad_id=pad_id, seed=seed,
+        extra_forget_fields=extra_forget_fields,
+    )  # fmt: skip
+    blocks = step_indices(len(forget), micro_batch_size, grad_accum, seed=seed)
+    return BatchStream(
+        blocks.map_with_index(lambda i, block: (i, block)),
+        collate,
+        batches_per_epoch=batches_per_epoch(len(forget), micro_batch_size),
+        prefetch=prefetch,
+    )
 
-    def __next__(self) -> dict[str, dict[str, np.ndarray]]:
-        order, retain_idx = self._pairs()
-        start = self.step_in_epoch * self.micro * self.accum
-        n_total = len(self.forget)
-        n_micro_real = min(self.accum, math.ceil((n_total - start) / self.micro))
-        forget_parts, retain_parts, scales = [], [], []
-        for m in range(self.accum):
-            lo = start + m * self.micro
-            sel = np.arange(lo, min(lo + self.micro, n_total)) if m < n_micro_real else []
-            f_ex = [self.forget[order[i]] for i in sel]
-            r_ex = [self.retain[retain_idx[i]] for i in sel]
-            f = pad_examples(f_ex, length=self.length, pad_id=self.pad_id, batch_size=self.micro)
-            for name in self.extra:
-                col = np.zeros((self.micro,), np.float32)
-                col[: len(f_ex)] = [float(ex[name]) for ex in f_ex]
-                f[name] = col
-            forget_parts.append(f)
-            retain_parts.append(
-                pad_examples(r_ex, length=self.length, pad_id=self.pad_id, batch_size=self.micro)
-            )
-            scale = self.accum / n_micro_real if m < n_micro_real else 0.0
-            scales.append(np.full((self.micro,), scale, np.float32))
-        forget = {k: np.concatenate([p[k] for p in forget_parts]) for k in forget_parts[0]}
-        forget["loss_scale"] = np.concatenate(scales)
-        retain = {k: np.concatenate([p[k] for p in retain_parts]) for k in retain_parts[0]}
-        self.step_in_epoch += 1
-        if self.step_in_epoch == self.steps_per_epoch:
-            self.epoch, self.step_in_epoch = self.epoch + 1, 0
-        return {"forget": forget, "retain": retain}
+
+def sft_stream(
+    examples: Sequence[Mapping[str, Any]],
+    *,
+    batch_size: int,
+    length: int,
+    pad_id: int,
+    seed: int = 0,
+    grad_accum: int = 1,
+    prefetch: int = 2,
+) -> BatchStream:
+    """Epoch-shuffled padded batches of QA examples for plain fine-tuning (`gather_examples`)."""
+    if not examples:
+        raise ValueError("no examples to fine-tune on")
+    return step_stream(
+        len(examples),
+        lambda idx: gather_examples(examples, idx, length=length, pad_id=pad_id),
+        micro_batch_size=batch_size, grad_accum=grad_accum, seed=seed, prefetch=prefetch,
+    )  # fmt: skip

@@ -16,8 +16,8 @@ Generative model (all draws from `numpy.random.default_rng(seed)`):
    x = feature_scale * (p_c + z), z ~ N(0, I_D) (two embedding rows per pair).
 5. Label: the response with the larger r_u is chosen, then the label is flipped with
    probability `label_noise` (the best achievable per-user accuracy is about 1 - label_noise).
-6. Splits: the PRISM protocol (`user_splits.apply_conversation_split`, same `seed`): seen/unseen
-   users 50/50, half of each user's conversations train, half test.
+6. Splits: the PRISM protocol (`user_splits.apply_conversation_split`, seed `split_seed`, by
+   default `seed`): seen/unseen users 50/50, half of each user's conversations train, half test.
 
 `SyntheticGroundTruth` keeps V and the w_u (aligned with `corpus.users`) and scores any reward
 weights on the corpus, e.g. the oracle per-user mixture against the best single global mixture.
@@ -106,6 +106,7 @@ def make_synthetic_corpus(
     mixture_concentration: float = 0.3,
     direction_cosine: float = -0.3,
     feature_scale: float = 1.0,
+    split_seed: int | None = None,
 ) -> tuple[PreferenceCorpus, SyntheticGroundTruth]:
     """Draws a synthetic personalized-preference corpus (see the module docstring for the model).
 
@@ -114,6 +115,8 @@ def make_synthetic_corpus(
       dim: embedding dimension D. num_rewards: K hidden directions.
       pairs_per_user, convs_per_user: inclusive (lo, hi) ranges (or one int); convs lo >= 2.
       label_noise: probability of flipping a label. seed: seeds the draws and the splits.
+      split_seed: seed of the seen/unseen and train/test split only (default `seed`), so that
+        repeats re-split the same users and pairs (MRM's `repeats`, seed + r).
 
     Returns:
       (corpus, ground_truth): corpus with 2 rows per pair, `user_seen` set by the PRISM protocol.
@@ -164,7 +167,7 @@ def make_synthetic_corpus(
         chosen=chosen,
         rejected=np.where(first_wins, rows + 1, rows),
     )
-    corpus = apply_conversation_split(raw, seed=seed)
+    corpus = apply_conversation_split(raw, seed=seed if split_seed is None else split_seed)
 
     diff = corpus.embeddings[corpus.chosen] - corpus.embeddings[corpus.rejected]
     position = {u: i for i, u in enumerate(users)}

@@ -250,6 +250,14 @@ def left_pad_prompts(
     return ids, mask
 
 
-def warmup_steps(num_examples: int, batch_size: int, grad_accum: int, num_devices: int = 1) -> int:
-    """TOFU's `warmup_epochs: 1.0` rule: int(1.0 * |forget|) // (bs * GA * n_devices)."""
-    return int(1.0 * num_examples) // (batch_size * grad_accum * num_devices)
+def warmup_steps(
+    num_examples: int,
+    batch_size: int,
+    grad_accum: int,
+    num_devices: int = 1,
+    *,
+    warmup_epochs: float = 1.0,
+) -> int:
+    """TOFU's `warmup_epochs` rule (the authors' `load_trainer_args`):
+    int(warmup_epochs * |forget|) // (bs * GA * n_devices)."""
+    return int(warmup_epochs * num_examples) // (batch_size * grad_accum * num_devices)

@@ -1,1 +1,39 @@
-"""eval"""
+"""Evaluation metrics: ranking, ROUGE (rouge-score), MIA, TOFU/MUSE unlearning evaluators.
+
+    from jaxmethods.eval import rouge_l, full_sort_metrics, ks_forget_quality, evaluate_tofu
+
+Names are imported on first use (rouge-score/nltk and scipy load only when needed).
+"""
+
+from jaxmethods._exports import lazy_exports
+
+_EXPORTS = {
+    "sequence_statistics": "likelihood",
+    "mia_auc": "mia",
+    "min_k_scores": "mia",
+    "roc_auc": "mia",
+    "MuseEvalSettings": "muse_eval",
+    "evaluate_muse": "muse_eval",
+    "FullSortData": "ranking",
+    "align_full_sort_data": "ranking",
+    "build_full_sort_data": "ranking",
+    "full_sort_metrics": "ranking",
+    "hit_ndcg_at_k": "ranking",
+    "RougeScore": "rouge",
+    "rouge1": "rouge",
+    "rouge_l": "rouge",
+    "rouge_l_batch": "rouge",
+    "rouge_tokenize": "rouge",
+    "TofuEvalSettings": "tofu_eval",
+    "evaluate_tofu": "tofu_eval",
+    "answer_probability": "unlearning",
+    "extraction_strength": "unlearning",
+    "ks_forget_quality": "unlearning",
+    "model_utility": "unlearning",
+    "normalized_answer_probability": "unlearning",
+    "privleak": "unlearning",
+    "truth_ratio": "unlearning",
+    "truth_ratio_closer_to_1": "unlearning",
+    "truth_ratio_true_better": "unlearning",
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -33,6 +33,10 @@ KNOWMEM_STOPWORDS = ("\n\n", "\nQuestion", "Question:")
 
 @dataclass(frozen=True)
 class MuseEvalSettings:
+    """length: text tokens kept after the BOS (the authors' `max_length: 2048` of their
+    Completion/Pretraining datasets: rows hold BOS + 2048 tokens, padded to length + 1).
+    prompt_length: left-padded generation prompt length."""
+
     batch_size: int = 8
     length: int = 2048
     prompt_length: int = 1024
@@ -102,9 +106,9 @@ def min_k_auc(model, tokenizer, forget_rows, holdout_rows, s: MuseEvalSettings) 
     """Min-K% MIA AUC, forget texts labelled 0 and holdout texts 1."""
     scores = []
     for rows in (forget_rows, holdout_rows):
-        ex = [pretraining_instance(tokenizer, r["text"], s.length - 1) for r in rows]
+        ex = [pretraining_instance(tokenizer, r["text"], s.length) for r in rows]
         stats = sequence_statistics(
-            model, ex, batch_size=s.batch_size, length=s.length,
+            model, ex, batch_size=s.batch_size, length=s.length + 1,
             pad_id=tokenizer.pad_token_id, min_k=s.min_k,
         )  # fmt: skip
         scores.append(stats["min_k"])
@@ -112,16 +116,20 @@ def min_k_auc(model, tokenizer, forget_rows, holdout_rows, s: MuseEvalSettings) 
 
 
 def verbmem_extraction_strength(model, tokenizer, rows, s: MuseEvalSettings) -> np.ndarray:
+    """Per-row extraction strength; each row keeps its prompt + `s.length` continuation tokens
+    (the authors' CompletionDataset truncation)."""
     examples = []
     for r in rows:
         prefix = list(tokenizer(r["prompt"], add_special_tokens=True)["input_ids"])
         full = list(tokenizer(r["prompt"] + " " + r["gt"], add_special_tokens=True)["input_ids"])
-        full = full[: s.length]
+        full = full[: len(prefix) + s.length]
         examples.append(
             {"input_ids": full, "labels": [IGNORE_INDEX] * len(prefix) + full[len(prefix) :]}
         )
+    # One padded length for the split (a multiple of 128), so the program compiles once.
+    length = -(-max(len(e["input_ids"]) for e in examples) // 128) * 128
     stats = sequence_statistics(
-        model, examples, batch_size=s.batch_size, length=s.length,
+        model, examples, batch_size=s.batch_size, length=length,
         pad_id=tokenizer.pad_token_id, with_matches=True,
     )  # fmt: skip
     return extraction_strength(stats["match"], stats["num_scored"])

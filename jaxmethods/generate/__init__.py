@@ -10,6 +10,7 @@ from jaxmethods.generate.beam_search import BeamSearchOutput, beam_search, build
 from jaxmethods.generate.constraints import PrefixTrieConstraint, TrieState
 from jaxmethods.generate.processors import DecodeState, StatefulProcessor
 from jaxmethods.generate.sampling import GenerationOutput, build_generate, generate
+from jaxmethods.generate.warpers import apply_temperature, apply_top_k, apply_top_p, warp_logits
 
 __all__ = [
     "BeamSearchOutput",
@@ -18,8 +19,12 @@ __all__ = [
     "PrefixTrieConstraint",
     "StatefulProcessor",
     "TrieState",
+    "apply_temperature",
+    "apply_top_k",
+    "apply_top_p",
     "beam_search",
     "build_beam_search",
     "build_generate",
     "generate",
+    "warp_logits",
 ]

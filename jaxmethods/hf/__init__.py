@@ -1,17 +1,26 @@
 """Hugging Face interop without torch: config.json, safetensors / Flax msgpack in, safetensors out.
 
-model = jaxmethods.hf.load_pretrained("Qwen/Qwen2.5-0.5B-Instruct")   # or a local folder
-tok = jaxmethods.hf.load_tokenizer("Qwen/Qwen2.5-0.5B-Instruct", padding_side="left")
-jaxmethods.hf.save_pretrained(model, "out/")   # transformers-loadable, LoRA merged
+    from jaxmethods.hf import load_pretrained, load_tokenizer, save_pretrained
+
+    model = load_pretrained("Qwen/Qwen2.5-0.5B-Instruct", dtype=jnp.bfloat16)  # or a local folder
+    tok = load_tokenizer("Qwen/Qwen2.5-0.5B-Instruct", padding_side="left")
+    save_pretrained(model, "out/")   # transformers-loadable, LoRA merged
+
+Dtypes are accepted as names ("bfloat16"), JAX/NumPy types (`jnp.bfloat16`) or `np.dtype`s.
 """
 
+from __future__ import annotations
+
+import os
+from typing import Any
+
 from jaxmethods.hf.config import decoder_config_from_hf, hf_config_from_decoder
-from jaxmethods.hf.pretrained import load_pretrained, resolve_model_path
+from jaxmethods.hf.pretrained import load_pretrained, looks_like_local_path, resolve_model_path
 from jaxmethods.hf.save import save_pretrained
 from jaxmethods.hf.tokenizer import load_tokenizer
 
 
-def load_reward_model(path_or_id: str, dtype: str | None = None, **kwargs):
+def load_reward_model(path_or_id: str | os.PathLike, dtype: Any = None, **kwargs: Any):
     """`load_pretrained(..., head="sequence_classification")`: e.g. Skywork-Reward-Llama."""
     return load_pretrained(path_or_id, dtype, head="sequence_classification", **kwargs)
 
@@ -22,6 +31,7 @@ __all__ = [
     "load_pretrained",
     "load_reward_model",
     "load_tokenizer",
+    "looks_like_local_path",
     "resolve_model_path",
     "save_pretrained",
 ]

@@ -11,7 +11,7 @@ import json
 import os
 from typing import Any
 
-from jaxmethods.models.decoder_config import DecoderConfig
+from jaxmethods.models.decoder_config import DecoderConfig, dtype_name
 
 MODEL_TYPE_TO_FAMILY = {"llama": "llama", "qwen2": "qwen2", "mistral": "mistral", "gemma": "gemma"}
 CAUSAL_LM_ARCH = {
@@ -23,6 +23,28 @@ CAUSAL_LM_ARCH = {
 SEQ_CLS_ARCH = {
     f: a.replace("ForCausalLM", "ForSequenceClassification") for f, a in CAUSAL_LM_ARCH.items()
 }
+_COMMON = dict(rms_norm_eps=1e-6, initializer_range=0.02, rope_theta=10000.0, pad_token_id=None)
+# transformers' config-class defaults of the optional fields, per model_type: an absent field means
+# what it means to transformers (tests/hf/test_autoconfig.py checks this table against AutoConfig).
+HF_FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": dict(
+        _COMMON, max_position_embeddings=2048, bos_token_id=1, eos_token_id=2,
+        tie_word_embeddings=False, hidden_act="silu", attention_bias=False, mlp_bias=False,
+    ),
+    "qwen2": dict(
+        _COMMON, max_position_embeddings=32768, bos_token_id=None, eos_token_id=None,
+        tie_word_embeddings=False, hidden_act="silu", sliding_window=4096,
+        use_sliding_window=False, max_window_layers=28,
+    ),
+    "mistral": dict(
+        _COMMON, max_position_embeddings=131072, bos_token_id=1, eos_token_id=2,
+        tie_word_embeddings=False, hidden_act="silu", sliding_window=4096,
+    ),
+    "gemma": dict(
+        _COMMON, max_position_embeddings=8192, bos_token_id=2, eos_token_id=1, pad_token_id=0,
+        tie_word_embeddings=True, hidden_act="gelu_pytorch_tanh", attention_bias=False,
+    ),
+}  # fmt: skip
 
 
 def read_config_json(folder: str) -> dict[str, Any]:
@@ -42,7 +64,7 @@ def _rope(hf: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
     legacy = hf.get("rope_scaling")
     if legacy:
         params = {**dict(legacy), **params}
-    theta = params.pop("rope_theta", hf.get("rope_theta", 10000.0))
+    theta = params.pop("rope_theta", hf["rope_theta"])
     kind = params.pop("rope_type", params.pop("type", "default"))
     if kind == "default":
         return float(theta), None
@@ -67,6 +89,7 @@ def decoder_config_from_hf(
       hf: the parsed `config.json`.
       source: file name used in error messages.
       **overrides: DecoderConfig fields to set (dtype, param_dtype, scan_layers, remat, ...).
+        Optional fields absent from `hf` take transformers' defaults (`HF_FAMILY_DEFAULTS`).
         When neither `param_dtype` nor `dtype` is given, the checkpoint's `torch_dtype` is used
         for both.
     """
@@ -77,6 +100,7 @@ def decoder_config_from_hf(
             f"{sorted(MODEL_TYPE_TO_FAMILY)}"
         )
     family = MODEL_TYPE_TO_FAMILY[model_type]
+    hf = {**HF_FAMILY_DEFAULTS[family], **hf}
 
     def need(key: str) -> Any:
         if key not in hf:
@@ -96,12 +120,12 @@ def decoder_config_from_hf(
         elif hf.get("layer_types"):
             sliding_layers = tuple(t == "sliding_attention" for t in hf["layer_types"])
         else:
-            start = hf.get("max_window_layers", num_layers)
+            start = hf["max_window_layers"]
             sliding_layers = tuple(i >= start for i in range(num_layers))
     elif family in ("llama", "gemma"):
         sliding_window = None
 
-    act = hf.get("hidden_act", "silu")
+    act = hf["hidden_act"]
     if family == "gemma":
         # transformers v4 Gemma read `hidden_activation` (None -> gelu_pytorch_tanh), not hidden_act.
         if "hidden_activation" in hf:
@@ -120,21 +144,21 @@ def decoder_config_from_hf(
         head_dim=int(head_dim),
         rope_theta=theta,
         rope_scaling=scaling,
-        rms_norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        rms_norm_eps=float(hf["rms_norm_eps"]),
         norm_plus_one=family == "gemma",
         embed_scale_by_sqrt_dim=family == "gemma",
-        tie_word_embeddings=bool(hf.get("tie_word_embeddings", family in ("gemma",))),
+        tie_word_embeddings=bool(hf["tie_word_embeddings"]),
         attention_bias=True if family == "qwen2" else attention_bias,
         attention_out_bias=False if family == "qwen2" else attention_bias,
         mlp_bias=bool(hf.get("mlp_bias", False)),
         sliding_window=sliding_window,
         sliding_layers=sliding_layers,
         hidden_act=act,
-        initializer_range=float(hf.get("initializer_range", 0.02)),
-        max_position_embeddings=int(hf.get("max_position_embeddings", 4096)),
-        bos_token_id=hf.get("bos_token_id"),
-        eos_token_id=hf.get("eos_token_id"),
-        pad_token_id=hf.get("pad_token_id"),
+        initializer_range=float(hf["initializer_range"]),
+        max_position_embeddings=int(hf["max_position_embeddings"]),
+        bos_token_id=hf["bos_token_id"],
+        eos_token_id=hf["eos_token_id"],
+        pad_token_id=hf["pad_token_id"],
     )
     ckpt_dtype = _dtype_name(hf)
     if ckpt_dtype is not None and "dtype" not in overrides and "param_dtype" not in overrides:
@@ -175,7 +199,7 @@ def hf_config_from_decoder(
         "bos_token_id": cfg.bos_token_id,
         "eos_token_id": cfg.eos_token_id,
         "pad_token_id": cfg.pad_token_id,
-        "dtype": cfg.param_dtype,
+        "dtype": dtype_name(cfg.param_dtype),
     }
     if cfg.family == "llama":
         if cfg.attention_bias != cfg.attention_out_bias:

@@ -27,25 +27,56 @@ from jaxmethods.hf.key_map import FLAX_KEY_MAP, TORCH_KEY_MAPS, KeyMap, is_ignor
 from jaxmethods.hf.layout import path_string, per_layer_paths
 from jaxmethods.hf.safetensors_io import SafetensorsCheckpoint
 from jaxmethods.models.decoder import DecoderLM
+from jaxmethods.models.decoder_config import dtype_name
 from jaxmethods.models.heads import SequenceClassifier
 from jaxmethods.models.linear import normal_init
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
 
 HEADS = ("causal_lm", "sequence_classification")
+# A dtype as a name ("bfloat16"), a JAX/NumPy scalar type (jnp.bfloat16) or a np.dtype.
+DTypeLike = Any
 HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"]
 
 
-def resolve_model_path(path_or_id: str, revision: str | None = None) -> str:
+def looks_like_local_path(path_or_id: str) -> bool:
+    """True for a string that cannot be a hub id ("namespace/name" or "name") but reads as a path:
+    it starts with "/", "." or "~", holds a backslash or more than one "/", or ends with "/"."""
+    s = os.fspath(path_or_id)
+    return (
+        s.startswith(("/", ".", "~"))
+        or "\\" in s
+        or (os.altsep is not None and os.altsep in s)
+        or s.count("/") > 1
+        or s.endswith("/")
+    )
+
+
+def resolve_model_path(path_or_id: str | os.PathLike, revision: str | None = None) -> str:
     """A local folder as is; otherwise a hub id fetched with `huggingface_hub.snapshot_download`
     (config, safetensors and tokenizer files; `flax_model.msgpack` only when there are no
-    safetensors)."""
-    if os.path.isdir(path_or_id):
-        return path_or_id
-    if os.path.exists(path_or_id):
+    safetensors). A missing local path (see `looks_like_local_path`) is a FileNotFoundError, not
+    a hub lookup."""
+    is_path_object = isinstance(path_or_id, os.PathLike)
+    path_or_id = os.fspath(path_or_id)
+    local = os.path.expanduser(path_or_id)
+    if os.path.isdir(local):
+        return local
+    if os.path.exists(local):
         raise ValueError(f"{path_or_id!r} is a file; pass the model folder that holds config.json")
+    if is_path_object or looks_like_local_path(path_or_id):
+        raise FileNotFoundError(
+            f"model folder {path_or_id!r} does not exist (absolute: {os.path.abspath(local)!r}); "
+            "a hub id looks like 'namespace/name'"
+        )
     from huggingface_hub import snapshot_download
 
-    folder = snapshot_download(path_or_id, revision=revision, allow_patterns=HUB_PATTERNS)
+    try:
+        folder = snapshot_download(path_or_id, revision=revision, allow_patterns=HUB_PATTERNS)
+    except Exception as e:  # hub errors have many types (not found, offline, invalid id, ...)
+        raise OSError(
+            f"{path_or_id!r} is not a local folder ({os.path.abspath(path_or_id)!r} does not "
+            f"exist) and could not be fetched from the Hugging Face hub: {e}"
+        ) from e
     if not any(f.endswith(".safetensors") for f in os.listdir(folder)):
         folder = snapshot_download(
             path_or_id, revision=revision, allow_patterns=[*HUB_PATTERNS, FLAX_FILE]
@@ -80,20 +111,22 @@ def _num_labels(hf: dict[str, Any], num_labels: int | None) -> int:
 
 
 class _ArraySource:
-    """An in-memory tensor with the LazyTensor interface (msgpack checkpoints)."""
+    """An in-memory tensor with the LazyTensor interface (msgpack checkpoints; `file` is the
+    msgpack file's path)."""
 
     def __init__(self, array: np.ndarray, key: str, file: str):
-        self.array, self.key, self.file, self.shape = array, key, file, tuple(array.shape)
+        self.array, self.key, self.shape = array, key, tuple(array.shape)
+        self.file = self.path = file
 
     def read(self, index=None) -> np.ndarray:
         return self.array if index is None else self.array[tuple(index)]
 
 
 def load_pretrained(
-    path_or_id: str,
-    dtype: str | None = None,
+    path_or_id: str | os.PathLike,
+    dtype: DTypeLike | None = None,
     *,
-    param_dtype: str | None = None,
+    param_dtype: DTypeLike | None = None,
     mesh: Mesh | None = None,
     rules: Sequence[tuple[str, Any]] | None = None,
     head: str | None = None,
@@ -102,13 +135,15 @@ def load_pretrained(
     fresh_params: Sequence[str] = (),
     ignore_checkpoint_keys: Sequence[str] = (),
     seed: int = 0,
+    check_finite: bool = False,
     **config_overrides: Any,
 ) -> DecoderLM | SequenceClassifier:
     """Loads an HF Llama/Qwen2/Mistral/Gemma checkpoint (safetensors or Flax msgpack).
 
     Args:
-      path_or_id: a local model folder or a hub id.
-      dtype: compute dtype (default float32 on CPU, bfloat16 on accelerators).
+      path_or_id: a local model folder (str or path object) or a hub id.
+      dtype: compute dtype (default float32 on CPU, bfloat16 on accelerators); a name
+        ("bfloat16"), a JAX/NumPy dtype or type (`jnp.bfloat16`).
       param_dtype: storage dtype of the weights (default: `dtype`; "float32" for fp32 masters).
       mesh: place each parameter with its NamedSharding on this mesh (None = default device).
       rules: sharding rules (default `DECODER_SHARDING_RULES`).
@@ -120,6 +155,8 @@ def load_pretrained(
         a fresh init (e.g. ("score/",) to start a reward model from a causal LM).
       ignore_checkpoint_keys: regexes over checkpoint keys to skip (e.g. ("lm_head",) then).
       seed: init seed of `fresh_params` (norms at identity, biases zero, matrices normal).
+      check_finite: refuse a checkpoint tensor holding NaN or Inf (the error names the tensor
+        and its file); each tensor is checked as it is read, before the cast to `param_dtype`.
       **config_overrides: DecoderConfig fields (scan_layers, remat, attention_impl, ...).
     Returns:
       The model, weights placed (and sharded when `mesh` is given).
@@ -127,13 +164,11 @@ def load_pretrained(
     folder = resolve_model_path(path_or_id, revision)
     hf = read_config_json(folder)
     head = _infer_head(hf, head)
-    dtype = dtype or default_compute_dtype()
+    config_path = os.path.join(folder, "config.json")
+    dtype = _dtype_arg(dtype, "dtype", folder) or default_compute_dtype()
+    param_dtype = _dtype_arg(param_dtype, "param_dtype", folder) or dtype
     cfg = decoder_config_from_hf(
-        hf,
-        source=os.path.join(folder, "config.json"),
-        dtype=dtype,
-        param_dtype=param_dtype or dtype,
-        **config_overrides,
+        hf, source=config_path, dtype=dtype, param_dtype=param_dtype, **config_overrides
     )
     if head == "causal_lm":
         build = lambda: DecoderLM(cfg, rngs=nnx.Rngs(seed))
@@ -154,13 +189,15 @@ def load_pretrained(
     ):
         msgpack_path = os.path.join(folder, FLAX_FILE)
         flat = read_flax_msgpack(msgpack_path, ignore_keys=ignore_checkpoint_keys)
-        sources = {p: _ArraySource(a, k, FLAX_FILE) for p, (k, a) in flat.items()}
+        sources = {p: _ArraySource(a, k, msgpack_path) for p, (k, a) in flat.items()}
         flax_map = KeyMap(FLAX_KEY_MAP)
 
         def describe(path: str) -> str:
             return f"{_checkpoint_key(flax_map, path)!r} (parameter {path}) in {msgpack_path}"
 
-        state = _fill_state(abstract_state, sources, shardings, cfg, fresh_params, seed, describe)
+        state = _fill_state(
+            abstract_state, sources, shardings, cfg, fresh_params, seed, describe, check_finite
+        )
     else:
         with SafetensorsCheckpoint(folder) as ckpt:
             sources = _map_checkpoint(ckpt, cfg, ignore_checkpoint_keys)
@@ -171,7 +208,7 @@ def load_pretrained(
                 return f"{key!r} (parameter {path}) in {folder}/{{{', '.join(ckpt.files)}}}"
 
             state = _fill_state(
-                abstract_state, sources, shardings, cfg, fresh_params, seed, describe
+                abstract_state, sources, shardings, cfg, fresh_params, seed, describe, check_finite
             )
     return nnx.merge(graphdef, state)
 
@@ -214,10 +251,42 @@ def _map_checkpoint(ckpt: SafetensorsCheckpoint, cfg, ignore: Sequence[str]) -> 
     return sources
 
 
-def _fill_state(abstract_state, sources, shardings, cfg, fresh_params, seed, describe_missing):
+def _dtype_arg(value: Any, name: str, source: str) -> str | None:
+    """A dtype argument as its canonical name (None stays None), or a ValueError naming it."""
+    if value is None or value == "":
+        return None
+    try:
+        return dtype_name(value)
+    except TypeError:
+        raise ValueError(
+            f"load_pretrained({source!r}): {name}={value!r} is not a dtype "
+            '(pass a name such as "bfloat16", or jnp.bfloat16 / np.float32)'
+        ) from None
+
+
+def _read_checked(src, index, check_finite: bool) -> np.ndarray:
+    """`src.read(index)`, refusing NaN/Inf values (naming the tensor and file) when asked."""
+    arr = np.asarray(src.read(index))
+    if check_finite and arr.dtype.kind not in "biu":  # floats, incl. ml_dtypes' bfloat16
+        finite = np.isfinite(arr)
+        if not finite.all():
+            where = "" if index is None else " (in the slice read for one device)"
+            raise ValueError(
+                f"tensor {src.key!r} in {src.path} has {arr.size - np.count_nonzero(finite)} "
+                f"non-finite value(s) (NaN/Inf){where}: the checkpoint is corrupt "
+                "(check_finite=False loads it anyway)"
+            )
+    return arr
+
+
+def _fill_state(
+    abstract_state, sources, shardings, cfg, fresh_params, seed, describe_missing,
+    check_finite=False,
+):  # fmt: skip
     """Replaces every abstract leaf by its checkpoint tensor (cast, stacked, sharded).
 
-    `describe_missing(path)` names the checkpoint key and file(s) a missing parameter needs.
+    `describe_missing(path)` names the checkpoint key and file(s) a missing parameter needs;
+    `check_finite` refuses NaN/Inf tensors as they are read.
     """
     leaves = {}
     jax.tree_util.tree_map_with_path(
@@ -287,9 +356,11 @@ def _fill_state(abstract_state, sources, shardings, cfg, fresh_params, seed, des
             if stacked:
                 index = index or (slice(None),)
                 rows = srcs[index[0]]
-                arr = np.stack([s.read(tuple(index[1:]) or None) for s in rows])
+                arr = np.stack(
+                    [_read_checked(s, tuple(index[1:]) or None, check_finite) for s in rows]
+                )
             else:
-                arr = srcs[0].read(index)
+                arr = _read_checked(srcs[0], index, check_finite)
             return np.asarray(arr).astype(leaf.dtype)
 
         if sharding is None:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 SINGLE_FILE = "model.safetensors"
@@ -23,13 +23,15 @@ INDEX_FILE = "model.safetensors.index.json"
 class LazyTensor:
     """One checkpoint tensor in our layout ([in, out] when `transpose`), read on demand.
 
-    Attributes: key, file (for error messages), shape (our layout), dtype.
+    Attributes: key, file (its name in the folder) and path (for error messages), shape (our
+    layout).
     """
 
-    def __init__(self, handle, key: str, file: str, transpose: bool):
+    def __init__(self, handle, key: str, file: str, transpose: bool, path: str | None = None):
         self._handle = handle
         self._slice = handle.get_slice(key)
         self.key, self.file, self.transpose = key, file, transpose
+        self.path = path or file
         shape = tuple(int(d) for d in self._slice.get_shape())
         if transpose:
             if len(shape) != 2:
@@ -65,9 +67,7 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
     def __enter__(self) -> SafetensorsCheckpoint:
         index = _read_index(self.folder)
         for name in self.files:
-            handle = self._stack.enter_context(
-                safe_open(os.path.join(self.folder, name), framework="np")
-            )
+            handle = self._stack.enter_context(_open(os.path.join(self.folder, name)))
             self._handles[name] = handle
             for key in sorted(handle.keys()):
                 if key in self._file_of:
@@ -100,7 +100,21 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
 
     def tensor(self, key: str, transpose: bool = False) -> LazyTensor:
         name = self._file_of[key]
-        return LazyTensor(self._handles[name], key, name, transpose)
+        path = os.path.join(self.folder, name)
+        return LazyTensor(self._handles[name], key, name, transpose, path)
+
+
+def _open(path: str):
+    """`safe_open(path)`; a truncated or corrupt file is a ValueError naming its path (the
+    safetensors error alone does not)."""
+    try:
+        return safe_open(path, framework="np")
+    except SafetensorError as e:
+        size = os.path.getsize(path)
+        raise ValueError(
+            f"{path}: not a readable safetensors file ({size} bytes; {e}); it may be truncated "
+            "by an interrupted download or copy"
+        ) from e
 
 
 def _read_index(folder: str) -> dict[str, str] | None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxmethods.hf.config import SEQ_CLS_ARCH, hf_config_from_decoder
@@ -14,14 +16,15 @@ from jaxmethods.hf.key_map import TORCH_KEY_MAPS, KeyMap
 from jaxmethods.hf.layout import export_params, to_numpy
 from jaxmethods.hf.safetensors_io import write_safetensors
 from jaxmethods.models.decoder import DecoderLM
+from jaxmethods.models.decoder_config import dtype_name
 from jaxmethods.models.heads import SequenceClassifier
 
 
 def save_pretrained(
     model: DecoderLM | SequenceClassifier,
-    path: str,
+    path: str | os.PathLike,
     *,
-    dtype: str | None = None,
+    dtype: Any = None,
     max_shard_bytes: int | None = 5 * 1024**3,
     tokenizer=None,
 ) -> list[str]:
@@ -30,14 +33,20 @@ def save_pretrained(
     Args:
       model: a DecoderLM (-> `*ForCausalLM`) or SequenceClassifier (-> `*ForSequenceClassification`).
       path: output folder (created).
-      dtype: tensor dtype on disk (default: the config's param_dtype), e.g. "bfloat16".
+      dtype: tensor dtype on disk (default: the config's param_dtype): a name ("bfloat16"), a
+        JAX/NumPy dtype or type (`jnp.bfloat16`); written to config.json as its name.
       max_shard_bytes: split into `model-0000k-of-0000n.safetensors` + index above this size.
       tokenizer: optionally an HF tokenizer to save alongside.
     Returns:
       The file names written.
     """
     cfg = model.config
-    dtype = dtype or cfg.param_dtype
+    try:
+        dtype = dtype_name(cfg.param_dtype if dtype is None else dtype)
+    except TypeError:
+        raise ValueError(
+            f"save_pretrained({os.fspath(path)!r}): dtype={dtype!r} is not a dtype"
+        ) from None
     if isinstance(model, SequenceClassifier):
         hf_cfg = hf_config_from_decoder(
             cfg, architecture=SEQ_CLS_ARCH[cfg.family], num_labels=model.num_labels
@@ -51,7 +60,7 @@ def save_pretrained(
     hf_cfg["dtype"] = dtype
 
     key_map = KeyMap(TORCH_KEY_MAPS[cfg.family])
-    np_dtype = np.dtype(_np_dtype(dtype))
+    np_dtype = np.dtype(jnp.dtype(dtype))  # bfloat16 is ml_dtypes' NumPy type
     tensors: dict[str, np.ndarray] = {}
     for param_path, value in export_params(model).items():
         key, transpose = key_map.to_checkpoint(param_path)
@@ -65,9 +74,3 @@ def save_pretrained(
     if tokenizer is not None:
         files.extend(os.path.basename(p) for p in tokenizer.save_pretrained(path))
     return files
-
-
-def _np_dtype(name: str):
-    import ml_dtypes
-
-    return ml_dtypes.bfloat16 if name == "bfloat16" else name

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
 def load_tokenizer(
-    path_or_id: str,
+    path_or_id: str | os.PathLike,
     *,
     padding_side: str | None = None,
     revision: str | None = None,
@@ -27,6 +28,14 @@ def load_tokenizer(
     """
     from transformers import AutoTokenizer
 
+    from jaxmethods.hf.pretrained import looks_like_local_path
+
+    is_path_object = isinstance(path_or_id, os.PathLike)
+    path_or_id = os.fspath(path_or_id)
+    if os.path.exists(os.path.expanduser(path_or_id)):
+        path_or_id = os.path.expanduser(path_or_id)
+    elif is_path_object or looks_like_local_path(path_or_id):
+        raise FileNotFoundError(f"load_tokenizer: tokenizer folder {path_or_id!r} does not exist")
     if padding_side not in (None, "left", "right"):
         raise ValueError(
             f"load_tokenizer: padding_side must be 'left' or 'right', got {padding_side!r}"

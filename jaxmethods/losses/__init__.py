@@ -33,6 +33,7 @@ from jaxmethods.losses.token_weighted import (
     causal_fine_tuning_loss,
     igd_token_weights,
     position_decay_weights,
+    shift_labels_and_weights,
     weighted_token_ce,
     weighted_token_nll,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "sequence_logprobs",
     "sequence_mean_nll",
     "sequence_nll",
+    "shift_labels_and_weights",
     "simnpo_loss",
     "token_cross_entropy",
     "token_cross_entropy_from_hidden",

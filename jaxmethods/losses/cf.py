@@ -79,32 +79,37 @@ def sampled_bce_loss(
 
 
 def info_nce(
-    view1: jnp.ndarray,
-    view2: jnp.ndarray,
+    anchors: jnp.ndarray,
+    candidates: jnp.ndarray,
+    positives: jnp.ndarray,
     *,
     temperature: float,
     mask: jnp.ndarray | None = None,
     reduction: str = "mean",
 ) -> jnp.ndarray:
-    """InfoNCE between two views with in-batch negatives (SGL, Wu et al. 2021, eq. 10).
+    """InfoNCE with every node of the second view as a candidate (SGL, Wu et al. 2021, eq. 10).
 
-    With z' = z / ||z||: L_b = -log( exp(z1_b·z2_b/τ) / Σ_c exp(z1_b·z2_c/τ) ), the sum over c
-    running over every (real) row of the batch, the positive included (as in SGL's code).
+    With z = x / max(||x||, 1e-12) (`F.normalize`), anchor b of view 1 and its own node p_b:
+
+        L_b = -log( exp(z1_b · z2_{p_b} / τ) / Σ_{c=1..N} exp(z1_b · z2_c / τ) )
+
+    The denominator runs over all N nodes of view 2 (every user for user anchors, every item for
+    item anchors), the positive included, as RecBole's `SGL.calc_ssl_loss`; it is not restricted
+    to the batch. A node that appears several times in the batch is an anchor each time.
 
     Args:
-      view1, view2: [B, d] float, the two views of the same B nodes (rows need not be normalised).
-      temperature: τ > 0.
-      mask: optional [B] bool; masked rows are neither anchors nor negatives.
-      reduction: "mean", "sum" (SGL's code) or "none".
+      anchors: [B, d] float, view-1 embeddings of the batch nodes (not necessarily normalised).
+      candidates: [N, d] float, view-2 embeddings of all N nodes of the same type.
+      positives: [B] int, the row of `candidates` that is each anchor's own node.
+      temperature: τ > 0 (RecBole `ssl_tau`).
+      mask: optional [B] bool; masked anchors contribute nothing (candidates are never masked).
+      reduction: "mean", "sum" (RecBole / SGL) or "none".
     """
-    z1 = view1 / jnp.maximum(jnp.linalg.norm(view1, axis=-1, keepdims=True), 1e-12)
-    z2 = view2 / jnp.maximum(jnp.linalg.norm(view2, axis=-1, keepdims=True), 1e-12)
-    logits = (z1 @ z2.T) / temperature
-    if mask is not None:
-        logits = jnp.where(mask[None, :], logits, -jnp.inf)
-    per_example = jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits)
-    if mask is not None:
-        per_example = jnp.where(mask, per_example, 0.0)
+    z1 = anchors / jnp.maximum(jnp.linalg.norm(anchors, axis=-1, keepdims=True), 1e-12)
+    z2 = candidates / jnp.maximum(jnp.linalg.norm(candidates, axis=-1, keepdims=True), 1e-12)
+    logits = (z1 @ z2.T) / temperature  # [B, N]
+    positive = jnp.sum(z1 * z2[positives], axis=-1) / temperature
+    per_example = jax.nn.logsumexp(logits, axis=-1) - positive
     return _reduce(per_example, mask, reduction)
 
 

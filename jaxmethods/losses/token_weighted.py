@@ -14,7 +14,10 @@ Baselines on the same interface:
   logit difference to a counterfactual ("Unknow"-history) prompt, both normalised by the same
   sum of weights.
 
-Convention: `labels[b, t]` is predicted by `logits[b, t]` (shifted once by the caller).
+Label convention (every method of the project): HF causal-LM labels, `labels[b, t]` is the
+token at position t of `input_ids` when it is a target token and `IGNORE_INDEX` (-100)
+elsewhere; `weights[b, t]` is the weight of the label at the same position. The shift happens
+here: position t's logits predict `labels[b, t + 1]` (`next_token_labels`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,30 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from jaxmethods.losses.logprobs import token_logprobs
+from jaxmethods.losses.unlearning import IGNORE_INDEX, next_token_labels
+
+
+def shift_labels_and_weights(
+    labels: jnp.ndarray, weights: jnp.ndarray, ignore_index: int = IGNORE_INDEX
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """HF labels and their aligned weights -> what position t's logits are scored against.
+
+    Args:
+      labels: [B, T] int HF labels (`ignore_index` = no loss), unshifted.
+      weights: [B, T] float weight of each label token, unshifted (any value where ignored).
+    Returns:
+      (safe_labels [B, T] int32, the next token's id with 0 where ignored,
+       weights [B, T] float32, the next token's weight with 0 where ignored,
+       mask [B, T] bool, whether position t has a next-token label).
+    """
+    if labels.shape != weights.shape:
+        raise ValueError(
+            f"labels {labels.shape} and weights {weights.shape} must share a shape [B, T]"
+        )
+    nxt = next_token_labels(labels, ignore_index)
+    mask = nxt != ignore_index
+    w = jnp.where(mask, next_token_labels(weights.astype(jnp.float32), 0.0), 0.0)
+    return jnp.where(mask, nxt, 0).astype(jnp.int32), w, mask
 
 
 def weighted_token_nll(
@@ -30,8 +57,9 @@ def weighted_token_nll(
     """sum(w * -logp) / sum(w) over the valid tokens; 0 when the weights sum to 0.
 
     Args:
-      token_logps: [B, T] log p(label) per position (e.g. from a chunked log-prob kernel).
-      weights: [B, T] non-negative token weights.
+      token_logps: [B, T] log p(next token) per position (already shifted, e.g. the chunked
+        log-prob kernel on the output of `shift_labels_and_weights`).
+      weights: [B, T] non-negative token weights, aligned with `token_logps`.
       mask: [B, T] bool/0-1, valid (target) positions.
     Returns:
       scalar float32.
@@ -48,20 +76,22 @@ def weighted_token_nll(
 
 
 def weighted_token_ce(
-    logits: jnp.ndarray, labels: jnp.ndarray, weights: jnp.ndarray, mask: jnp.ndarray
+    logits: jnp.ndarray, labels: jnp.ndarray, weights: jnp.ndarray
 ) -> jnp.ndarray:
-    """Token-weighted cross-entropy normalised by the sum of weights (IGD eq. 8).
+    """Token-weighted causal-LM cross-entropy normalised by the sum of weights (IGD eq. 8).
+
+    L = sum_t w_{t+1} CE(logits_t, labels_{t+1}) / sum_t w_{t+1} over the label tokens.
 
     Args:
       logits: [B, T, V] any float dtype (CE is computed in float32).
-      labels: [B, T] int token ids (any value at masked positions, e.g. -100, is ignored).
-      weights: [B, T] token weights (IGD: `igd_token_weights`; Pos: `position_decay_weights`).
-      mask: [B, T] valid target positions.
+      labels: [B, T] int HF labels, unshifted, -100 where there is no loss.
+      weights: [B, T] weight of each label token (IGD: `igd_token_weights`; Pos:
+        `position_decay_weights`), unshifted like `labels`.
     Returns:
-      scalar float32 sum(w * CE) / sum(w). With unit weights this is the token-mean CE.
+      scalar float32. With unit weights this is HF's token-mean causal-LM loss.
     """
-    safe_labels = jnp.where(mask.astype(bool), labels, 0)
-    return weighted_token_nll(token_logprobs(logits, safe_labels), weights, mask)
+    safe, w, mask = shift_labels_and_weights(labels, weights)
+    return weighted_token_nll(token_logprobs(logits, safe), w, mask)
 
 
 def igd_token_weights(ig: jnp.ndarray, beta: float) -> jnp.ndarray:
@@ -101,7 +131,6 @@ def causal_fine_tuning_loss(
     counterfactual_logits: jnp.ndarray,
     labels: jnp.ndarray,
     weights: jnp.ndarray,
-    mask: jnp.ndarray,
     *,
     alpha: float,
 ) -> tuple[jnp.ndarray, dict[str, jnp.ndarray]]:
@@ -114,12 +143,12 @@ def causal_fine_tuning_loss(
     Args:
       logits: [B, T, V] logits on the real prompt.
       counterfactual_logits: [B, T, V] logits on the counterfactual prompt.
-      labels, weights, mask: [B, T] as in `weighted_token_ce` (weights: `position_decay_weights`).
+      labels, weights: [B, T] unshifted HF labels and their weights, as in `weighted_token_ce`.
       alpha: weight of the counterfactual term.
     Returns:
       (scalar loss, {"ce": weighted CE, "cf_ce": weighted CE of the logit difference}).
     """
-    ce = weighted_token_ce(logits, labels, weights, mask)
+    ce = weighted_token_ce(logits, labels, weights)
     diff = logits.astype(jnp.float32) - counterfactual_logits.astype(jnp.float32)
-    cf_ce = weighted_token_ce(diff, labels, weights, mask)
+    cf_ce = weighted_token_ce(diff, labels, weights)
     return ce + alpha * cf_ce, {"ce": ce, "cf_ce": cf_ce}

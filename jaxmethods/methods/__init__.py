@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 METHODS: dict[str, str] = {
     "mrm": "jaxmethods.methods.mrm.run:run",
-    "igd": "jaxmethods.methods.igd.train:run",
+    "igd": "jaxmethods.methods.igd.run:run",
     "cf_scaling": "jaxmethods.methods.cf_scaling.run:run",
     "baldro": "jaxmethods.methods.baldro.run:run",
+    "sft": "jaxmethods.methods.sft.run:run",
 }
 
 

@@ -8,7 +8,7 @@ are the same everywhere.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
@@ -16,8 +16,7 @@ from flax import nnx
 
 from jaxmethods.models.decoder import DecoderLM
 from jaxmethods.models.decoder_config import REMAT_POLICIES, DecoderConfig
-
-BACKBONE_SOURCES = ("tiny", "hf")
+from jaxmethods.models.lora import LoRAParam, apply_lora
 
 
 @dataclass(frozen=True)
@@ -40,33 +39,62 @@ def tiny_decoder_size(cfg: TinyDecoderSize) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA adapters on the backbone's projections; `rank` 0 = none (full fine-tuning).
+    `targets` is a regex `re.search`ed against module paths (PEFT's `target_modules`)."""
+
+    rank: int = 0
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: str = r"(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
+@dataclass(frozen=True)
 class BackboneConfig(TinyDecoderSize):
-    """source: "tiny" (a random decoder sized by the `TinyDecoderSize` fields) or "hf" (the
-    checkpoint at `path`, a local folder or hub id, via `jaxmethods.hf.load_pretrained`).
+    """The LLM of every method that has one.
+
+    source: "tiny" (a random decoder sized by the `TinyDecoderSize` fields, with a BPE tokenizer
+      trained on the run's corpus), or a hub id (`Qwen/Qwen2.5-1.5B`), or a local folder of HF
+      safetensors; loaded by `jaxmethods.hf.load_pretrained`, torch-free.
+    tokenizer: hub id or folder of the tokenizer when it differs from `source` ("" = source's).
     dtype: compute dtype; "" = float32 for "tiny", `load_pretrained`'s default (float32 on CPU,
-    bfloat16 on accelerators) for "hf". param_dtype: storage dtype (float32 = fp32 masters).
-    remat: False/"none", True/"full" or a checkpoint policy name (`DecoderConfig.remat`).
-    max_position_embeddings: of the tiny decoder (an HF checkpoint keeps its own)."""
+      bfloat16 on accelerators) otherwise. param_dtype: storage dtype (float32 = fp32 masters).
+    remat: "none", "full" or a checkpoint policy (`REMAT_POLICIES`).
+    scan_layers: `lax.scan` over the layers (one compiled layer).
+    attention_impl: "xla", "cudnn" or "einsum" (`DecoderConfig.attention_impl`).
+    max_position_embeddings: of the tiny decoder (a checkpoint keeps its own).
+    logits_chunk_size: positions per chunk of the LM-head log-softmax (0 = unchunked).
+    check_finite: refuse checkpoints with NaN/Inf weights (names the tensor).
+    lora: adapters (`LoRAConfig`); with rank > 0 only they are trained.
+    """
 
     source: str = "tiny"
-    path: str = ""
+    tokenizer: str = ""
     dtype: str = ""
     param_dtype: str = "float32"
+    remat: str = "none"
     scan_layers: bool = False
-    remat: bool | str = False
+    attention_impl: str = "xla"
     max_position_embeddings: int = 512
+    logits_chunk_size: int = 0
+    check_finite: bool = True
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self):
-        if self.source not in BACKBONE_SOURCES:
-            raise ValueError(
-                f"BackboneConfig.source: {self.source!r} is not one of {BACKBONE_SOURCES}"
-            )
-        if self.source == "hf" and not self.path:
-            raise ValueError("BackboneConfig.path: required when source='hf'")
-        if not isinstance(self.remat, bool) and self.remat not in REMAT_POLICIES:
-            raise ValueError(
-                f"BackboneConfig.remat: {self.remat!r} is not a bool or one of {REMAT_POLICIES}"
-            )
+        if not self.source:
+            raise ValueError("backbone.source: give 'tiny', a hub id or a local folder")
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"backbone.remat: {self.remat!r} is not one of {REMAT_POLICIES}")
+        if self.lora.rank < 0:
+            raise ValueError(f"backbone.lora.rank: must be >= 0, got {self.lora.rank}")
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.source == "tiny"
+
+    @property
+    def tokenizer_path(self) -> str:
+        return self.tokenizer or self.source
 
     @property
     def decoder_remat(self) -> bool | str:
@@ -82,40 +110,61 @@ def build_backbone(
     seed: int = 0,
     **overrides: Any,
 ) -> DecoderLM:
-    """Builds the `DecoderLM` that `cfg` describes.
+    """Builds the `DecoderLM` that `cfg` describes, with LoRA adapters when `cfg.lora.rank` > 0.
 
     Args:
       cfg: the backbone description.
       tokenizer: the run's tokenizer; "tiny" takes its vocabulary size and bos/eos/pad ids.
-      mesh: "hf" places (and shards) the loaded weights on it; a tiny model is built unplaced.
-      seed: init seed of the tiny decoder.
-      **overrides: further `DecoderConfig` fields (e.g. attention_impl) for either source.
+      mesh: a checkpoint's weights are placed (and sharded) on it; a tiny model is built unplaced.
+      seed: init seed of the tiny decoder (and `seed + 1` of the LoRA factors).
+      **overrides: further `DecoderConfig` fields for either source.
     """
-    if cfg.source == "hf":
+    overrides = {"attention_impl": cfg.attention_impl, **overrides}
+    if not cfg.is_tiny:
         from jaxmethods.hf import load_pretrained
 
-        return load_pretrained(
-            cfg.path,
+        model = load_pretrained(
+            cfg.source,
             cfg.dtype or None,
             param_dtype=cfg.param_dtype,
             mesh=mesh,
             scan_layers=cfg.scan_layers,
             remat=cfg.decoder_remat,
+            check_finite=cfg.check_finite,
             **overrides,
         )
-    size = tiny_decoder_size(cfg)
-    del size["vocab_size"]  # the decoder's vocabulary is the tokenizer's
-    dcfg = DecoderConfig.tiny(
-        vocab_size=len(tokenizer),
-        **size,
-        dtype=cfg.dtype or "float32",
-        param_dtype=cfg.param_dtype,
-        scan_layers=cfg.scan_layers,
-        remat=cfg.decoder_remat,
-        max_position_embeddings=cfg.max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **overrides,
-    )
-    return DecoderLM(dcfg, rngs=nnx.Rngs(seed))
+    else:
+        size = tiny_decoder_size(cfg)
+        del size["vocab_size"]  # the decoder's vocabulary is the tokenizer's
+        dcfg = DecoderConfig.tiny(
+            vocab_size=len(tokenizer),
+            **size,
+            dtype=cfg.dtype or "float32",
+            param_dtype=cfg.param_dtype,
+            scan_layers=cfg.scan_layers,
+            remat=cfg.decoder_remat,
+            max_position_embeddings=cfg.max_position_embeddings,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            **overrides,
+        )
+        model = DecoderLM(dcfg, rngs=nnx.Rngs(seed))
+    lora = cfg.lora
+    if lora.rank > 0:
+        apply_lora(
+            model, rank=lora.rank, alpha=lora.alpha, dropout=lora.dropout,
+            target_modules=lora.targets, rngs=nnx.Rngs(seed + 1),
+        )  # fmt: skip
+    return model
+
+
+def trainable_filter(cfg: BackboneConfig) -> type[nnx.Variable]:
+    """The Variable type trained for `cfg`: the LoRA factors when it has adapters, else every
+    `nnx.Param` (full fine-tuning)."""
+    return LoRAParam if cfg.lora.rank > 0 else nnx.Param
+
+
+def split_trainable(model: nnx.Module, cfg: BackboneConfig) -> tuple[nnx.GraphDef, Any, Any]:
+    """`(graphdef, trainable, rest)`: the trainable subset by Variable type, the rest frozen."""
+    return nnx.split(model, trainable_filter(cfg), ...)

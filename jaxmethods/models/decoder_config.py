@@ -39,8 +39,9 @@ class DecoderConfig:
         None means every layer when sliding_window is set.
       hidden_act: MLP gate activation. embed_scale_by_sqrt_dim: multiply embeddings by
         sqrt(hidden_size) (Gemma).
-      dtype: compute dtype name; param_dtype: storage dtype of the weights; logits_dtype: dtype of
-        the returned logits (float32 keeps log-probs exact under bf16 compute).
+      dtype: compute dtype; param_dtype: storage dtype of the weights; logits_dtype: dtype of
+        the returned logits (float32 keeps log-probs exact under bf16 compute). Each may be given
+        as a name, a JAX/NumPy dtype or type (`jnp.bfloat16`) and is stored as its name.
       scan_layers: stack layer params on a leading [L] axis and run `lax.scan` (fast compiles).
       remat: activation checkpointing of each layer: False/"none", True/"full", or a
         `jax.checkpoint_policies` name ("dots_saveable", "dots_with_no_batch_dims_saveable").
@@ -101,10 +102,10 @@ class DecoderConfig:
         if self.remat_policy not in REMAT_POLICIES:
             bad("remat", f"{self.remat!r} is not a bool or one of {REMAT_POLICIES}")
         for name in ("dtype", "param_dtype", "logits_dtype"):
-            try:
-                jnp.dtype(getattr(self, name))
+            try:  # jnp.bfloat16, np.float32, "torch.bfloat16" -> "bfloat16", "float32", ...
+                object.__setattr__(self, name, dtype_name(getattr(self, name)))
             except TypeError:
-                bad(name, f"{getattr(self, name)!r} is not a dtype name")
+                bad(name, f"{getattr(self, name)!r} is not a dtype")
         if self.sliding_window is not None and self.sliding_window <= 0:
             bad("sliding_window", f"must be positive or None, got {self.sliding_window}")
         if self.sliding_layers is not None and len(self.sliding_layers) != self.num_layers:
@@ -176,6 +177,21 @@ class DecoderConfig:
         base.update(FAMILY_DEFAULTS.get(family, {}))  # an unknown family fails in __post_init__
         base.update(overrides)
         return cls(**base)
+
+
+def dtype_name(dtype: Any) -> str:
+    """The canonical name ("bfloat16", "float32", ...) of a dtype given as a string (HF's
+    "torch.bfloat16" too), a JAX scalar type (`jnp.bfloat16`), a NumPy type or a `np.dtype`.
+
+    Configs store names so they stay JSON-serialisable and hashable. Raises TypeError otherwise.
+    """
+    if dtype is None:
+        raise TypeError("dtype is None")
+    if isinstance(dtype, str):
+        dtype = dtype.removeprefix("torch.")
+    elif type(dtype).__module__ == "torch":  # a torch.dtype, without importing torch
+        dtype = str(dtype).removeprefix("torch.")
+    return jnp.dtype(dtype).name
 
 
 def _freeze(value: Any) -> Any:

@@ -5,7 +5,9 @@ kaiming init, B: [r, out] zeros, so a fresh adapter is the identity).
 
 Training selects the adapter by type, so optimizer state exists only for LoRA factors:
   graphdef, lora, rest = nnx.split(model, LoRAParam, ...)
-(`LoRAParam` subclasses `nnx.Param`, so filter `LoRAParam` first.)
+(`LoRAParam` subclasses `nnx.Param`, so filter `LoRAParam` first.) `LoRAParam` *is*
+`flax.nnx.LoRAParam`, so filters written for Flax's own `nnx.LoRA` (tunix, qwix) select our
+adapters too: `nnx.state(model, nnx.LoRAParam)` is exactly the `lora_a` / `lora_b` factors.
 """
 
 from __future__ import annotations
@@ -17,9 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-
-class LoRAParam(nnx.Param):
-    """A LoRA factor (`lora_a` or `lora_b` of a Dense)."""
+# A LoRA factor (`lora_a` or `lora_b` of a Dense): Flax's own Variable type, not a subclass.
+LoRAParam = nnx.LoRAParam
 
 
 def lora_delta(dense: nnx.Module) -> jnp.ndarray:

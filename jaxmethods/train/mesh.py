@@ -20,25 +20,91 @@ DEFAULT_MESH = {"data": -1, "fsdp": 1, "tensor": 1}
 BATCH_AXES = ("data", "fsdp")
 
 
-def maybe_initialize_distributed() -> bool:
-    """Calls `jax.distributed.initialize()` when the environment describes several processes.
+def distributed_args(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, str | int]:
+    """The explicit `jax.distributed.initialize` arguments: flags win over the environment.
 
-    Recognises an explicit coordinator (`JAX_COORDINATOR_ADDRESS`), SLURM job steps with several
-    tasks and multi-worker TPU VMs. Returns whether initialisation happened.
+    Reads `JAX_COORDINATOR_ADDRESS`, `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID` (JAX itself reads
+    none of the last two). Returns only the arguments that are set, so SLURM, Open MPI and TPU
+    auto-detection fill in the rest. A non-integer, a count below 1 or an id outside
+    `[0, num_processes)` raises `ValueError` naming the flag or variable.
+    """
+    env = os.environ if env is None else env
+
+    def pick(value, var: str, flag: str, cast):
+        if value is not None:
+            return value, f"--{flag}"
+        raw = env.get(var, "").strip()
+        if not raw:
+            return None, var
+        try:
+            return cast(raw), var
+        except ValueError:
+            raise ValueError(f"{var}={raw!r}: expected an integer") from None
+
+    args: dict[str, str | int] = {}
+    address, _ = pick(coordinator or None, "JAX_COORDINATOR_ADDRESS", "coordinator", str)
+    count, count_src = pick(num_processes, "JAX_NUM_PROCESSES", "num_processes", int)
+    pid, pid_src = pick(process_id, "JAX_PROCESS_ID", "process_id", int)
+    if count is not None and count < 1:
+        raise ValueError(f"{count_src}={count}: the number of processes must be >= 1")
+    if pid is not None:
+        if count is not None and not 0 <= pid < count:
+            raise ValueError(f"{pid_src}={pid}: must be in [0, {count}) ({count_src}={count})")
+        if pid < 0:
+            raise ValueError(f"{pid_src}={pid}: must be >= 0")
+    if address:
+        args["coordinator_address"] = address
+    if count is not None:
+        args["num_processes"] = count
+    if pid is not None:
+        args["process_id"] = pid
+    return args
+
+
+def maybe_initialize_distributed(
+    coordinator: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Calls `jax.distributed.initialize(...)` when the flags or environment describe several
+    processes.
+
+    Explicit arguments (launcher flags `--coordinator/--num_processes/--process_id`, else
+    `JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/JAX_PROCESS_ID`) are passed through; without
+    them, SLURM job steps with several tasks, Open MPI and multi-worker TPU VMs are
+    auto-detected by JAX; outside those, all three must be given (`ValueError` otherwise, instead
+    of JAX's "Number of processes must be defined"). A single process (`num_processes=1`)
+    initialises nothing. Returns whether initialisation happened.
     """
     env = os.environ
-    multi = (
-        bool(env.get("JAX_COORDINATOR_ADDRESS"))
-        or int(env.get("SLURM_NTASKS", "1")) > 1
+    args = distributed_args(coordinator, num_processes, process_id)
+    if args.get("num_processes") == 1:
+        return False
+    scheduler = (
+        int(env.get("SLURM_NTASKS", "1")) > 1
         or "," in env.get("TPU_WORKER_HOSTNAMES", "")
         or int(env.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
     )
-    if multi and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+    if args and not scheduler and len(args) < 3:
+        raise ValueError(
+            f"several processes need all of the coordinator address, the number of processes and "
+            f"this process's id, got {args}: set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and "
+            "JAX_PROCESS_ID (or --coordinator/--num_processes/--process_id), or launch under "
+            "SLURM, Open MPI or on a TPU slice, which JAX detects"
+        )
+    if (args or scheduler) and not jax.distributed.is_initialized():
+        jax.distributed.initialize(**args)
         log.info(
-            "jax.distributed initialised: process %d of %d",
+            "jax.distributed initialised: process %d of %d (%d local / %d global devices)",
             jax.process_index(),
             jax.process_count(),
+            jax.local_device_count(),
+            jax.device_count(),
         )
         return True
     return False

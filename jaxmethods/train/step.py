@@ -1,7 +1,7 @@
 """A generic jitted train step: value_and_grad of a pure loss, optax update, NaN guard.
 
-`loss_fn(params, frozen, batch, rng) -> (loss, metrics)` is pure: `params` are differentiated,
-`frozen` (e.g. a frozen backbone, or None) is not and is never donated.
+`loss_fn(params, constants, batch, rng) -> (loss, metrics)` is pure: `params` are differentiated,
+`constants` (e.g. a frozen base model, a reference model, an embedding table, or None) is not and is never donated.
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ def make_train_step(
     grad_accum_steps: int = 1,
     grad_fn: GradFn | None = None,
 ) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict]]:
-    """Returns `step(state, frozen, batch) -> (state, metrics)` (not yet jitted).
+    """Returns `step(state, constants, batch) -> (state, metrics)` (not yet jitted).
 
     With `grad_accum_steps > 1` the batch's leading dimension is split into that many
     micro-batches, scanned with `lax.scan`; gradients and metrics are averaged.
     A non-finite loss or gradient leaves the state untouched and reports `finite = 0`, so the
     loop can stop with the last good state.
 
-    `grad_fn(params, frozen, batch, rng) -> ((loss, metrics), grads)` replaces
+    `grad_fn(params, constants, batch, rng) -> ((loss, metrics), grads)` replaces
     `value_and_grad(loss_fn)` when gradients are not plain reverse mode (e.g. meta-learning
     hypergradients, `jaxmethods.train.meta`).
     """
@@ -55,16 +55,16 @@ def make_train_step(
             raise ValueError("make_train_step needs loss_fn or grad_fn")
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def step(state: TrainState, frozen: Any, batch: Any) -> tuple[TrainState, dict]:
+    def step(state: TrainState, constants: Any, batch: Any) -> tuple[TrainState, dict]:
         rng = jax.random.fold_in(state.rng, state.step)
         if grad_accum_steps == 1:
-            (loss, metrics), grads = grad_fn(state.params, frozen, batch, rng)
+            (loss, metrics), grads = grad_fn(state.params, constants, batch, rng)
         else:
             micro = _split_microbatches(batch, grad_accum_steps)
 
             def body(carry, xs):
                 i, mb = xs
-                (loss_i, m), g = grad_fn(state.params, frozen, mb, jax.random.fold_in(rng, i))
+                (loss_i, m), g = grad_fn(state.params, constants, mb, jax.random.fold_in(rng, i))
                 acc_l, acc_m, acc_g = carry
                 add = lambda a, b: a + b / grad_accum_steps
                 return (
@@ -75,7 +75,7 @@ def make_train_step(
 
             zeros_g = jax.tree.map(jnp.zeros_like, state.params)
             _, m0 = jax.eval_shape(
-                grad_fn, state.params, frozen, jax.tree.map(lambda x: x[0], micro), rng
+                grad_fn, state.params, constants, jax.tree.map(lambda x: x[0], micro), rng
             )[0]
             zeros_m = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), m0)
             idx = jnp.arange(grad_accum_steps)
@@ -99,12 +99,12 @@ def jit_train_step(
     mesh: Mesh,
     state_shardings: Any,
     batch_sharding: Any,
-    frozen_shardings: Any = None,
+    constants_shardings: Any = None,
 ) -> Callable:
     """`jax.jit` with explicit in/out shardings and the state donated (argument 0)."""
     return jax.jit(
         step,
-        in_shardings=(state_shardings, frozen_shardings, batch_sharding),
+        in_shardings=(state_shardings, constants_shardings, batch_sharding),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=(0,),
     )

@@ -144,3 +144,27 @@ def test_clear_errors(tmp_path):
     freq.write_text(json.dumps(["a"]))
     with pytest.raises(ValueError, match="title -> frequency"):
         A.read_item_frequency(str(freq))
+
+
+def test_non_finite_ratings_and_undecodable_files_name_themselves(tmp_path):
+    row = ["u", "['a']", "b", "[1]", "2", "['A']", "B", "[5.0]", "nan", "[1]", "2"]
+    bad = tmp_path / "nan.csv"
+    bad.write_text(",".join(A.CSV_COLUMNS) + "\n" + ",".join(f'"{x}"' for x in row) + "\n")
+    with pytest.raises(ValueError, match=r"nan.csv:2: rating is not finite"):
+        A.read_samples_csv(str(bad))
+    row[7], row[8] = "[1e999]", "5.0"  # overflows to inf
+    bad.write_text(",".join(A.CSV_COLUMNS) + "\n" + ",".join(f'"{x}"' for x in row) + "\n")
+    with pytest.raises(ValueError, match=r"nan.csv:2: history_rating is not finite"):
+        A.read_samples_csv(str(bad))
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 50)
+    with pytest.raises(ValueError, match=r"bin.csv: not a UTF-8 text file"):
+        A.read_samples_csv(str(binary))
+    gz = tmp_path / "x.json.gz"
+    gz.write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match=r"x.json.gz: not a UTF-8 text file"):
+        list(A.read_json_lines(str(gz)))
+    freq = tmp_path / "f.json"
+    freq.write_text('{"a": NaN}')
+    with pytest.raises(ValueError, match=r"title -> frequency \(finite"):
+        A.read_item_frequency(str(freq))

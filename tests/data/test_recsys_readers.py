@@ -109,3 +109,58 @@ def test_atomic_folder_with_one_file(tmp_path):
     (tmp_path / "modcloth.inter").write_text("user_id:token\titem_id:token\nu1\ti1\nu2\ti1\n")
     data = load_interactions(CFDataConfig(source="atomic", path=str(tmp_path)))
     assert (data.n_users, data.n_items) == (2, 1)
+
+
+def test_binary_file_names_itself_and_the_line(tmp_path):
+    p = tmp_path / "binary.inter"
+    p.write_bytes(b"user_id:token\titem_id:token\nu1\ti1\n\x89PNG\r\n\x1a\n\x00\xff\n")
+    with pytest.raises(InteractionFormatError, match=r"binary\.inter:3: not UTF-8 text"):
+        read_atomic_inter(str(p))
+    p = tmp_path / "ratings.csv"
+    p.write_bytes("userId,movieId,rating,timestamp\n1,2,5,3\n".encode("utf-16"))
+    with pytest.raises(InteractionFormatError, match=r"ratings\.csv:1: not UTF-8 text"):
+        read_movielens(str(p))
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_header(tmp_path):
+    p = tmp_path / "bom.inter"
+    p.write_bytes("\ufeffuser_id:token\titem_id:token\nu1\ti1\n".encode())
+    assert len(read_atomic_inter(str(p))) == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity"])
+@pytest.mark.parametrize("field", ["rating", "timestamp"])
+def test_non_finite_rating_or_timestamp_names_file_line_and_field(tmp_path, value, field):
+    row = {"rating": "4", "timestamp": "100"} | {field: value}
+    p = tmp_path / "x.inter"
+    p.write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "u1\ti1\t5\t99\n"
+        f"u2\ti2\t{row['rating']}\t{row['timestamp']}\n"
+    )
+    with pytest.raises(
+        InteractionFormatError, match=rf"x\.inter:3: field '{field}' must be a finite number"
+    ):
+        read_atomic_inter(str(p))
+    p = tmp_path / "u.data"
+    p.write_text(f"1\t2\t5\t99\n1\t3\t{row['rating']}\t{row['timestamp']}\n")
+    with pytest.raises(InteractionFormatError, match=r"u\.data:2: field 'column [23]'"):
+        read_movielens(str(p))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"split": (0.8, -0.1, 0.3)}, r"config\.data\.split"),
+        ({"split": (0.0, 0.5, 0.5)}, r"config\.data\.split"),
+        ({"split": (0.8, float("nan"), 0.1)}, r"config\.data\.split"),
+        ({"order": "chrono"}, r"config\.data\.order"),
+        ({"min_rating": float("nan")}, r"config\.data\.min_rating"),
+        ({"user_k": -1}, r"config\.data\.user_k"),
+        ({"n_users": 0}, r"config\.data\.n_users"),
+        ({"noise_frac": 1.0}, r"config\.data\.noise_frac"),
+    ],
+)
+def test_data_config_rejects_bad_values_naming_the_field(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CFDataConfig(**kwargs)

@@ -1,5 +1,7 @@
 """Per-user split (RecBole semantics), k-core filter, duplicates and the synthetic generator."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,45 @@ def test_load_cf_split_synthetic():
     split = load_cf_split(cfg)
     assert split.summary()["n_train"] + len(split.valid) + len(split.test) == 50 * 10
     assert set(np.unique(split.test.user)) <= set(range(split.n_users))
+
+
+def test_training_noise_on_a_real_split():
+    """Noise goes into the training split only: unobserved, distinct, uniform pairs making up
+    noise_frac of the noisy training split; valid and test are untouched."""
+    from jaxmethods.data.recsys.noise import add_training_noise, noise_count
+
+    path = os.path.join(os.path.dirname(__file__), "recsys")
+    split = load_cf_split(CFDataConfig(source="atomic", path=path, name="ml-tiny"))
+    big = load_cf_split(CFDataConfig(n_users=200, n_items=150, interactions_per_user=10))
+    for s, frac in ((split, 0.2), (big, 0.25)):
+        noisy = add_training_noise(s, frac, seed=3)
+        n_add = len(noisy.train) - len(s.train)
+        assert n_add == noise_count(len(s.train), frac) == round(frac / (1 - frac) * len(s.train))
+        assert n_add / len(noisy.train) == pytest.approx(frac, abs=1.0 / len(noisy.train))
+        np.testing.assert_array_equal(noisy.train.user[: len(s.train)], s.train.user)
+        assert noisy.valid is s.valid and noisy.test is s.test
+        observed = {
+            (u, i)
+            for part in (s.train, s.valid, s.test)
+            for u, i in zip(part.user.tolist(), part.item.tolist())
+        }
+        added = list(
+            zip(
+                noisy.train.user[len(s.train) :].tolist(), noisy.train.item[len(s.train) :].tolist()
+            )
+        )
+        assert len(set(added)) == len(added) and not set(added) & observed
+        again = add_training_noise(s, frac, seed=3)
+        np.testing.assert_array_equal(again.train.item, noisy.train.item)
+    # Uniform over the unobserved cells: item i is drawn in proportion to the users who have
+    # not observed it (chi-square on the larger split).
+    from scipy.stats import chisquare
+
+    noisy = add_training_noise(big, 0.5, seed=0)
+    counts = np.bincount(noisy.train.item[len(big.train) :], minlength=big.n_items)
+    every = np.concatenate([p.item for p in (big.train, big.valid, big.test)])
+    free = big.n_users - np.bincount(every, minlength=big.n_items)
+    assert chisquare(counts, free / free.sum() * counts.sum()).pvalue > 1e-3
+    assert add_training_noise(split, 0.0, seed=0) is split
+    with pytest.raises(ValueError, match="noise_frac"):
+        add_training_noise(split, 0.999, seed=0)

@@ -1,5 +1,6 @@
-"""TOFU / MUSE loaders on small local files of the hub's schema, QA formatting and the
-forget/retain pairing batches."""
+"""TOFU / MUSE loaders on small local files of the hub's schema, QA formatting, padding and the
+MUSE chunking (the forget/retain stream is tested with the step arithmetic in
+tests/methods/test_baldro_schedule.py)."""
 
 import json
 
@@ -8,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jaxmethods.data.forget_retain import ForgetRetainBatches, pair_indices, steps_per_epoch
+from jaxmethods.data.forget_retain import gather_examples
 from jaxmethods.data.muse import chunk_corpus, knowmem_examples, load_muse, verbmem_examples
 from jaxmethods.data.synthetic_authors import synthetic_tofu, write_tofu_folder
 from jaxmethods.data.tofu import (
@@ -107,57 +108,50 @@ def test_padding_helpers():
     np.testing.assert_array_equal(mask, [[0, 0, 1, 1], [0, 0, 0, 1]])
 
 
-def test_tofu_warmup_rule_and_steps():
-    assert warmup_steps(40, 8, 2, 1) == 2  # forget01, bs 8, GA 2, 1 GPU
-    assert steps_per_epoch(40, 8, 2) == 3  # 5 micro-batches -> 3 optimizer steps (HF)
-    assert steps_per_epoch(200, 8, 4) == 7
+def test_tofu_warmup_rule():
+    assert warmup_steps(40, 8, 2, 1) == 2  # forget01, bs 8, GA 2, 1 GPU: 40 // 16
+    assert warmup_steps(200, 8, 4) == 6 and warmup_steps(400, 4, 8) == 12
+    assert warmup_steps(40, 8, 2, warmup_epochs=0.5) == 1
 
 
-def _examples(n, tag):
-    return [
-        {"input_ids": [1, tag, i + 3], "labels": [-100, tag, i + 3], "ref_nll": float(i)}
-        for i in range(n)
-    ]
+def test_gather_examples_keeps_row_positions():
+    ex = [{"input_ids": [1, 5, 6], "labels": [-100, 5, 6], "ref_nll": 2.5},
+          {"input_ids": [1, 7], "labels": [-100, 7], "ref_nll": 1.0}]  # fmt: skip
+    b = gather_examples(ex, np.array([1, -1, 0, -1]), length=4, pad_id=0, extra_fields=("ref_nll",))
+    np.testing.assert_array_equal(b["row_valid"], [True, False, True, False])
+    np.testing.assert_array_equal(b["input_ids"], [[1, 7, 0, 0], [0] * 4, [1, 5, 6, 0], [0] * 4])
+    np.testing.assert_array_equal(b["labels"][2], [-100, 5, 6, -100])
+    np.testing.assert_array_equal(b["attention_mask"].sum(1), [2, 0, 3, 0])
+    np.testing.assert_array_equal(b["ref_nll"], [1.0, 0.0, 2.5, 0.0])
+    with pytest.raises(ValueError, match="example 0 has 3 tokens > the padded length 2"):
+        gather_examples(ex, np.array([0]), length=2, pad_id=0)
 
 
-def test_forget_retain_batches_layout_scale_and_resume():
-    forget, retain = _examples(5, 50), _examples(7, 60)
-    it = ForgetRetainBatches(forget, retain, micro_batch_size=2, grad_accum=2, length=4,
-                             pad_id=0, seed=3, extra_forget_fields=("ref_nll",))  # fmt: skip
-    assert it.steps_per_epoch == 2
-    b1, b2 = next(it), next(it)
-    assert b1["forget"]["input_ids"].shape == (4, 4) and b1["retain"]["labels"].shape == (4, 4)
-    np.testing.assert_array_equal(b1["forget"]["loss_scale"], 1.0)
-    # step 2 holds 1 real pair: micro-batch 0 has 1 valid row, micro-batch 1 is empty -> scale 2, 0
-    np.testing.assert_array_equal(b2["forget"]["row_valid"], [True, False, False, False])
-    np.testing.assert_array_equal(b2["forget"]["loss_scale"], [2.0, 2.0, 0.0, 0.0])
-    seen = np.concatenate([b["forget"]["input_ids"][b["forget"]["row_valid"], 2] for b in (b1, b2)])
-    assert sorted(seen.tolist()) == [3, 4, 5, 6, 7]  # every forget item once per epoch
-    # ref_nll follows its example
-    v = b1["forget"]["row_valid"]
-    np.testing.assert_array_equal(b1["forget"]["ref_nll"][v], b1["forget"]["input_ids"][v, 2] - 3)
-    assert it.get_state() == {"epoch": 1, "step_in_epoch": 0}
-    b3 = next(it)
-    it2 = ForgetRetainBatches(
-        forget, retain, micro_batch_size=2, grad_accum=2, length=4, pad_id=0, seed=3
-    )
-    it2.set_state({"epoch": 1, "step_in_epoch": 0})
-    np.testing.assert_array_equal(next(it2)["retain"]["input_ids"], b3["retain"]["input_ids"])
-    with pytest.raises(ValueError, match="no field 'ref_nll'"):
-        no_ref = [{"input_ids": [1], "labels": [1]}]
-        ForgetRetainBatches(
-            no_ref, retain, micro_batch_size=1, length=4, pad_id=0, extra_forget_fields=("ref_nll",)
-        )
+def authors_muse_chunks(tok, texts, max_length):
+    """open-unlearning's PretrainingDataset._chunk_raw_text + preprocess_pretraining_instance
+    (empty prefix), transcribed; the trailing empty chunk of an exact multiple is dropped."""
+    ids = tok("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+    out = []
+    for i in range(len(ids) // max_length + 1):
+        piece = tok.decode(ids[i * max_length : (i + 1) * max_length])
+        if not piece:
+            continue
+        full = tok(piece, add_special_tokens=True)["input_ids"]
+        prefix_len = len(tok("", add_special_tokens=True)["input_ids"])
+        full = full[: prefix_len + max_length]
+        out.append((full, [-100] * max(prefix_len, 1) + full[max(prefix_len, 1) :]))
+    return out
 
 
-def test_pairing_is_uniform_and_seeded():
-    counts = np.zeros(5)
-    for epoch in range(400):
-        order, retain = pair_indices(8, 5, seed=0, epoch=epoch)
-        assert sorted(order.tolist()) == list(range(8))
-        counts += np.bincount(retain, minlength=5)
-    assert np.all(np.abs(counts / counts.sum() - 0.2) < 0.02)
-    np.testing.assert_array_equal(pair_indices(8, 5, 1, 2)[1], pair_indices(8, 5, 1, 2)[1])
+def test_muse_chunks_keep_bos_plus_max_length():
+    texts = ["the news story of the day " * 9, "A B C the day " * 7]
+    for n in (5, 8):
+        chunks = chunk_corpus(TOK, texts, max_length=n)
+        want = authors_muse_chunks(TOK, texts, n)
+        assert [(c["input_ids"], c["labels"]) for c in chunks] == want
+        # every full chunk holds BOS + n tokens (not BOS + n - 1)
+        assert max(len(c["input_ids"]) for c in chunks) == n + 1
+        assert all(c["input_ids"][0] == TOK.bos_token_id for c in chunks)
 
 
 def test_muse_local_loading_chunking_and_qa(tmp_path):

@@ -1,16 +1,25 @@
 """Model-side unlearning evaluation on a tiny random decoder: jitted statistics vs NumPy, TOFU
-truth ratios through the pipeline, and the MUSE evaluator end to end."""
+truth ratios through the pipeline, and the MUSE evaluator end to end against a cache-free greedy
+reference scored by `rouge_score` and a transcription of open-unlearning's extraction strength."""
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
+from rouge_score.rouge_scorer import RougeScorer
 
-from jaxmethods.data.muse import pretraining_instance
+from jaxmethods.data.muse import knowmem_examples, pretraining_instance
 from jaxmethods.data.tofu import LLAMA2_CHAT_TEMPLATE, tokenize_qa
 from jaxmethods.data.tokenizer import build_tiny_tokenizer
 from jaxmethods.eval.likelihood import sequence_statistics
-from jaxmethods.eval.muse_eval import MuseEvalSettings, cut_at_stopwords, evaluate_muse
+from jaxmethods.eval.muse_eval import (
+    KNOWMEM_STOPWORDS,
+    MuseEvalSettings,
+    cut_at_stopwords,
+    evaluate_muse,
+    verbmem_extraction_strength,
+    verbmem_rouge,
+)
 from jaxmethods.eval.tofu_eval import TofuEvalSettings, forget_truth_ratios
 from jaxmethods.eval.unlearning import privleak
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
@@ -68,29 +77,106 @@ def test_forget_truth_ratios_through_the_pipeline():
     assert tr[0] == pytest.approx(want, rel=1e-4)
 
 
+BUFFER = 64  # one fixed-shape forward serves every step of the greedy reference
+
+
+def greedy_text(prompt_ids, new_tokens: int) -> str:
+    """Cache-free greedy continuation: argmax of a full forward per step, stop after EOS, decode
+    without special tokens (the generation the MUSE ROUGE metrics score)."""
+    out: list[int] = []
+    for _ in range(new_tokens):
+        cur = list(prompt_ids) + out
+        ids = np.zeros((1, BUFFER), np.int32)
+        mask = np.zeros_like(ids)
+        ids[0, : len(cur)], mask[0, : len(cur)] = cur, 1
+        out.append(int(np.asarray(LOGITS(ids, mask))[0, len(cur) - 1].argmax()))
+        if out[-1] == TOK.eos_token_id:
+            break
+    return TOK.decode(out, skip_special_tokens=True)
+
+
+def np_extraction_strength(input_ids, labels) -> float:
+    """open-unlearning's `extraction_strength` transcribed: log-probs at positions s-1 .. e-1 for
+    the label positions s..e (the last label dropped), ES = 1 - k / L with k the first suffix whose
+    greedy predictions all equal the labels (the loop leaves k = L - 1 when none does)."""
+    ids = np.asarray([input_ids], np.int32)
+    logits = np.asarray(LOGITS(ids, np.ones_like(ids)), np.float64)[0, :-1]
+    labels = np.asarray(labels)
+    idx = np.flatnonzero(labels != -100)[:-1]
+    if idx.size == 0:
+        return 0.0
+    preds = logits[idx[0] - 1 : idx[-1]].argmax(-1)
+    target, n = labels[idx], len(idx)
+    for k in range(n):
+        if np.array_equal(preds[k:], target[k:]):
+            break
+    return 1.0 - k / n
+
+
 def test_evaluate_muse_end_to_end():
-    qa = [{"question": "Where was Aria born?", "answer": "Lisbon"}]
+    s = MuseEvalSettings(batch_size=2, length=32, prompt_length=32, verbmem_new_tokens=4,
+                         knowmem_new_tokens=4)  # fmt: skip
+    scorer = RougeScorer(["rougeL"], use_stemmer=True)
+    # The model's own continuation as a ground truth makes ROUGE and ES non-trivial.
+    own = greedy_text(TOK("the story")["input_ids"], 4).strip()
+    verbmem = [{"prompt": "the story", "gt": f"{own} of the day"},
+               {"prompt": "Aria was", "gt": "born in Lisbon"}]  # fmt: skip
+    icl = [{"question": "Where was Aria born?", "answer": "Lisbon"}]
+    probe = knowmem_examples(TOK, [{"question": "the story", "answer": ""}], icl, max_length=32)
+    own_answer = cut_at_stopwords(greedy_text(probe[0]["prompt_ids"], 4), KNOWMEM_STOPWORDS)
+    qa = [*icl, {"question": "the story", "answer": f"{own_answer} Lisbon"}]
     splits = {
-        "verbmem/forget": [{"prompt": "the story", "gt": "of the day"}],
+        "verbmem/forget": verbmem,
         "knowmem/forget_qa": qa,
-        "knowmem/forget_qa_icl": qa,
-        "knowmem/retain_qa": qa,
-        "knowmem/retain_qa_icl": qa,
+        "knowmem/forget_qa_icl": icl,
+        "knowmem/retain_qa": qa[:1],
+        "knowmem/retain_qa_icl": icl,
         "privleak/forget": [{"text": TEXTS[1]}, {"text": TEXTS[2]}],
         "privleak/holdout": [{"text": TEXTS[3]}, {"text": TEXTS[4]}],
     }
-    s = MuseEvalSettings(batch_size=2, length=32, prompt_length=32, verbmem_new_tokens=4,
-                         knowmem_new_tokens=4)  # fmt: skip
     out = evaluate_muse(MODEL, TOK, splits, retrain_auc=0.5236, settings=s)
-    for k in ("forget_verbmem_ROUGE", "forget_knowmem_ROUGE", "retain_knowmem_ROUGE"):
-        assert 0.0 <= out[k] <= 1.0
+
+    # verbmem: ROUGE-L F1 of the greedy continuation against gt, scored by rouge_score itself.
+    verb = [
+        scorer.score(r["gt"], greedy_text(TOK(r["prompt"])["input_ids"], 4).strip())["rougeL"]
+        for r in verbmem
+    ]
+    want_verb = [x.fmeasure for x in verb]
+    assert max(want_verb) > 0.3  # the reference is not a trivial 0
+    np.testing.assert_allclose(verbmem_rouge(MODEL, TOK, verbmem, s), want_verb, atol=1e-12)
+    assert out["forget_verbmem_ROUGE"] == pytest.approx(np.mean(want_verb), abs=1e-12)
+
+    # knowmem: few-shot prompt (last prompt_length tokens), answer cut at the stop words.
+    def knowmem_reference(rows):
+        exs = knowmem_examples(TOK, rows, icl, max_length=s.length)
+        gens = [greedy_text(e["prompt_ids"][-s.prompt_length :], 4) for e in exs]
+        gens = [cut_at_stopwords(g, KNOWMEM_STOPWORDS) for g in gens]
+        return [scorer.score(r["answer"], g)["rougeL"].fmeasure for r, g in zip(rows, gens)]
+
+    want_know = knowmem_reference(qa)
+    assert max(want_know) > 0.3
+    assert out["forget_knowmem_ROUGE"] == pytest.approx(np.mean(want_know), abs=1e-12)
+    assert out["retain_knowmem_ROUGE"] == pytest.approx(
+        np.mean(knowmem_reference(qa[:1])), abs=1e-12
+    )
+
+    # extraction strength on prompt (prefix, ignored) + " " + gt (labels), open-unlearning's loop.
+    want_es = []
+    for r in verbmem:
+        prefix = TOK(r["prompt"])["input_ids"]
+        full = TOK(r["prompt"] + " " + r["gt"])["input_ids"][: len(prefix) + s.length]
+        want_es.append(np_extraction_strength(full, [-100] * len(prefix) + full[len(prefix) :]))
+    np.testing.assert_allclose(
+        verbmem_extraction_strength(MODEL, TOK, verbmem, s), want_es, atol=1e-12
+    )
+    assert out["extraction_strength"] == pytest.approx(np.mean(want_es), abs=1e-12)
+
     # Min-K (k = 0.4) scores recomputed in NumPy; AUC = P(holdout score > forget score)
-    scores = [np_stats(pretraining_instance(TOK, t, 31))[2] for t in TEXTS[1:5]]
+    scores = [np_stats(pretraining_instance(TOK, t, s.length))[2] for t in TEXTS[1:5]]
     forget_s, holdout_s = scores[:2], scores[2:]
     auc = np.mean([(h > f) + 0.5 * (h == f) for h in holdout_s for f in forget_s])
     assert out["mia_min_k"] == pytest.approx(auc)
     assert out["privleak"] == pytest.approx(privleak(out["mia_min_k"], 0.5236))
-    assert 0.0 <= out["extraction_strength"] <= 1.0
     with pytest.raises(KeyError, match="privleak/holdout"):
         evaluate_muse(MODEL, TOK, {k: v for k, v in splits.items() if k != "privleak/holdout"})
 

@@ -76,41 +76,53 @@ def test_sampled_bce_matches_numpy():
     )
 
 
-def _np_info_nce(a, b, tau, mask):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    a, b = a[mask], b[mask]
-    logits = a @ b.T / tau
-    lse = np.log(np.exp(logits).sum(1))
-    return lse - np.diag(logits)
+def _np_recbole_ssl(view1, view2, ids, tau):
+    """Per-anchor terms of RecBole's `SGL.calc_ssl_loss` (one node type), transcribed to NumPy:
+    e1 = normalize(view1[ids]), e2 = normalize(view2[ids]), all2 = normalize(view2),
+    -log( exp(sum(e1 * e2) / tau) / sum(exp(e1 @ all2.T / tau)) )."""
+
+    def normalize(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    e1, e2, all2 = normalize(view1[ids]), normalize(view2[ids]), normalize(view2)
+    v1 = np.exp(np.sum(e1 * e2, axis=1) / tau)
+    v2 = np.sum(np.exp(e1 @ all2.T / tau), axis=1)
+    return -np.log(v1 / v2)
 
 
-def test_info_nce_matches_numpy():
+def test_info_nce_matches_recbole_calc_ssl_loss():
     r = _rng(3)
-    a, b = r.normal(size=(12, 5)), r.normal(size=(12, 5))
-    mask = r.random(12) < 0.75
-    ref = _np_info_nce(a, b, 0.5, mask)
+    n_nodes, batch = 30, 12
+    view1, view2 = r.normal(size=(n_nodes, 5)), r.normal(size=(n_nodes, 5))
+    ids = r.integers(0, n_nodes, batch)  # repeated nodes are anchors each time, as in RecBole
+    mask = r.random(batch) < 0.75
+    per_anchor = _np_recbole_ssl(view1, view2, ids, 0.5)
+    a, c = view1[ids].astype(np.float32), view2.astype(np.float32)
     np.testing.assert_allclose(
-        info_nce(a.astype(np.float32), b.astype(np.float32), temperature=0.5, mask=mask),
-        ref.mean(),
-        rtol=1e-5,
+        info_nce(a, c, ids, temperature=0.5, reduction="sum"), per_anchor.sum(), rtol=1e-5
     )
     np.testing.assert_allclose(
-        info_nce(a.astype(np.float32), b.astype(np.float32), temperature=0.5, reduction="sum"),
-        _np_info_nce(a, b, 0.5, np.ones(12, bool)).sum(),
+        info_nce(a, c, ids, temperature=0.5, mask=mask), per_anchor[mask].mean(), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        info_nce(a, c, ids, temperature=0.5, mask=mask, reduction="none"),
+        np.where(mask, per_anchor, 0.0),
         rtol=1e-5,
     )
 
 
-def test_info_nce_invariants():
-    # Identical views of orthogonal rows at small τ -> 0; independent random views -> ~log B.
+def test_info_nce_denominator_runs_over_all_nodes_not_the_batch():
+    # Identical views of orthogonal rows at small τ -> 0.
     eye = np.eye(16, dtype=np.float32) * 3.0
-    assert float(info_nce(eye, eye, temperature=0.05)) < 1e-6
+    assert float(info_nce(eye[:4], eye, jnp.arange(4), temperature=0.05)) < 1e-6
+    # Independent random views: ~log N with N the number of candidates, whatever the batch.
     r = _rng(4)
-    batch = 256
-    a = r.normal(size=(batch, 64)).astype(np.float32)
-    b = r.normal(size=(batch, 64)).astype(np.float32)
-    assert float(info_nce(a, b, temperature=1.0)) == pytest.approx(np.log(batch), rel=0.02)
+    n_nodes = 512
+    a = r.normal(size=(8, 64)).astype(np.float32)
+    c = r.normal(size=(n_nodes, 64)).astype(np.float32)
+    got = float(info_nce(a, c, jnp.arange(8), temperature=1.0))
+    assert got == pytest.approx(np.log(n_nodes), rel=0.02)
+    assert got > np.log(8) + 3.0  # an in-batch denominator would give about log 8
 
 
 def test_embedding_l2_reg_matches_recbole_embloss():

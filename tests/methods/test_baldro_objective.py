@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxmethods.methods.baldro.assets import make_token_ce
 from jaxmethods.methods.baldro.objective import ObjectiveConfig, objective
-from jaxmethods.methods.baldro.setup import make_token_ce
-from jaxmethods.methods.baldro.trainer import trainable_params
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
 
 V, T, B = 40, 10, 4
@@ -16,7 +15,7 @@ MODEL = DecoderLM(
     DecoderConfig.tiny(vocab_size=V, hidden_size=16, intermediate_size=32, num_layers=1),
     nnx.Rngs(0),
 )
-GRAPHDEF, PARAMS = trainable_params(MODEL)
+GRAPHDEF, PARAMS = nnx.split(MODEL, nnx.Param)
 TOKEN_CE = jax.jit(make_token_ce(GRAPHDEF))  # the glue runs eagerly around it
 LOGITS = jax.jit(lambda ids, mask: MODEL(ids, mask))
 
@@ -38,7 +37,6 @@ def _batch(seed=0, n_valid=B, ref_shift=0.0):
     rng = np.random.default_rng(seed)
     f, r = _side(rng, n_valid), _side(rng)
     f["ref_nll"] = (np_seq_nll(f)[0] + ref_shift).astype(np.float32)
-    f["loss_scale"] = np.ones(B, np.float32)
     return {"forget": f, "retain": r}
 
 
@@ -165,15 +163,24 @@ def test_groups_average_per_group_losses():
     np.testing.assert_allclose(loss, want, rtol=1e-5)
 
 
-def test_padding_rows_and_empty_micro_batch():
+def test_padding_rows_equal_trimming_and_empty_micro_batch():
+    # A short micro-batch at an epoch's end: rows 3 of both sides are padding (-1 indices).
     batch = _batch(seed=5, n_valid=3, ref_shift=-1.0)
-    full, _ = run(ObjectiveConfig(loss="npo", variant="dv"), batch)
+    batch["retain"]["row_valid"][3:] = False
     trimmed = jax.tree.map(lambda x: x[:3], batch)
-    trimmed["retain"] = batch["retain"]
-    assert np.isfinite(float(full))
-    # an all-padding micro-batch (the end of an epoch's accumulation) contributes exactly 0
+    for variant in ("plain", "dv"):
+        cfg = ObjectiveConfig(loss="npo", variant=variant)
+        (padded, m_pad), (short, m_short) = run(cfg, batch), run(cfg, trimmed)
+        np.testing.assert_allclose(padded, short, rtol=1e-6)
+        for k in ("forget_loss", "retain_loss", "forget_avg_nll"):
+            np.testing.assert_allclose(m_pad[k], m_short[k], rtol=1e-6)
+    # G keeps k = max(1, int(3 * 0.5)) = 1 of the 3 valid rows, as on the short batch itself.
+    cfg = ObjectiveConfig(loss="npo", variant="group", alpha=0.0)
+    np.testing.assert_allclose(run(cfg, batch)[1]["forget_loss"],
+                               run(cfg, trimmed)[1]["forget_loss"], rtol=1e-6)  # fmt: skip
+    # no valid row at all: every term is 0 and finite
     empty = _batch(seed=5, n_valid=0)
-    empty["forget"]["loss_scale"][:] = 0.0
+    empty["retain"]["row_valid"][:] = False
     for variant in ("plain", "group", "dv"):
         loss, m = run(ObjectiveConfig(loss="npo", variant=variant), empty)
         assert float(loss) == 0.0 and all(np.isfinite(float(v)) for v in m.values())

@@ -7,16 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxmethods.losses import bpr_drop_loss, bpr_loss, embedding_l2_reg, sampled_bce_loss
+from jaxmethods.losses import bpr_drop_loss, bpr_loss, sampled_bce_loss
 from jaxmethods.methods.cf_scaling.config import CFScalingConfig
 from jaxmethods.methods.cf_scaling.objectives import get_model_def
-from jaxmethods.models.cf import (
-    build_graph,
-    contrastive_loss,
-    lightgcn_representations,
-    neumf_logits,
-    pair_scores,
-)
+from jaxmethods.models.cf import build_graph, neumf_logits
 
 N_USERS, N_ITEMS, B, SPE = 12, 10, 16, 5
 
@@ -68,29 +62,58 @@ def _run(name, batch, step=0):
     return params, ctx, loss, metrics, scores
 
 
-def test_lightgcn_and_sgl_losses(setup):
+def _np_lightgcn(ego_u, ego_i, users, items, n_layers):
+    """Dense NumPy LightGCN over the (user, item) pairs given: Â = D^-1/2 A D^-1/2 (RecBole adds
+    1e-7 to D), E = mean_k Â^k E0."""
+    n_users, n_items = len(ego_u), len(ego_i)
+    a = np.zeros((n_users + n_items,) * 2)
+    a[users, n_users + items] = 1.0
+    a = a + a.T
+    d = np.power(a.sum(1) + 1e-7, -0.5)
+    adj = d[:, None] * a * d[None, :]
+    layers = [np.concatenate([ego_u, ego_i]).astype(np.float64)]
+    for _ in range(n_layers):
+        layers.append(adj @ layers[-1])
+    out = np.mean(layers, axis=0)
+    return out[:n_users], out[n_users:]
+
+
+def _np_ssl(sub1, sub2, ids, tau):
+    """RecBole `SGL.calc_ssl_loss` for one node type, before `ssl_weight`."""
+
+    def normalize(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    e1, e2, all2 = normalize(sub1[ids]), normalize(sub2[ids]), normalize(sub2)
+    v1 = np.exp(np.sum(e1 * e2, axis=1) / tau)
+    return -np.sum(np.log(v1 / np.sum(np.exp(e1 @ all2.T / tau), axis=1)))
+
+
+def test_lightgcn_and_sgl_losses_match_recbole_formulas(setup):
+    """RecBole's LightGCN.calculate_loss (mean BPR + 1e-5 EmbLoss) and SGL.calculate_loss
+    (summed BPR + 1e-5 EmbLoss + 0.05 (ssl_user + ssl_item)), in NumPy on the unmasked rows."""
     graph, batch = setup
-    u, p, n, m = batch["user"], batch["pos"], batch["neg"], batch["mask"]
+    keep = np.asarray(batch["mask"])
+    u, p, n = (np.asarray(batch[k])[keep] for k in ("user", "pos", "neg"))
+    rows, cols = np.asarray(graph.rows), np.asarray(graph.cols)
+    to_item = rows < N_USERS
     for name, layers in (("lightgcn", 2), ("sgl", 3)):
         params, ctx, loss, _, scores = _run(name, batch)
-
-        @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
-        def reference(params, ctx, name=name, layers=layers):
-            ur, ir = lightgcn_representations(params, graph, layers)
-            red = "sum" if name == "sgl" else "mean"
-            pos, neg = pair_scores(ur, ir, u, p), pair_scores(ur, ir, u, n)
-            want = bpr_loss(pos, neg, mask=m, reduction=red)
-            want += 1e-5 * embedding_l2_reg(
-                params["user_emb"][u], params["item_emb"][p], params["item_emb"][n], mask=m
-            )
-            if name == "sgl":
-                want += 0.05 * contrastive_loss(
-                    params, graph, ctx["views"], u, p, n_layers=3, temperature=0.5, mask=m
-                )
-            return want, ur @ ir.T
-
-        want, want_scores = reference(params, ctx)
-        np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+        eu, ei = np.asarray(params["user_emb"], np.float64), np.asarray(params["item_emb"])
+        ur, ir = _np_lightgcn(eu, ei, rows[to_item], cols[to_item] - N_USERS, layers)
+        per = np.logaddexp(0.0, -(np.sum(ur[u] * ir[p], 1) - np.sum(ur[u] * ir[n], 1)))
+        emb = sum(np.linalg.norm(x) for x in (eu[u], ei[p], ei[n])) / len(u)
+        if name == "lightgcn":
+            want = per.mean() + 1e-5 * emb
+        else:
+            subs = []
+            for v in np.asarray(ctx["views"]):
+                kept = to_item & (v > 0)
+                subs.append(_np_lightgcn(eu, ei, rows[kept], cols[kept] - N_USERS, layers))
+            (u1, i1), (u2, i2) = subs
+            ssl = _np_ssl(u1, u2, u, 0.5) + _np_ssl(i1, i2, p, 0.5)
+            want = per.sum() + 1e-5 * emb + 0.05 * ssl
+        np.testing.assert_allclose(scores, ur @ ir.T, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(loss, want, rtol=1e-5)
 
 

@@ -51,8 +51,40 @@ def test_curves_aggregate_seeds_and_table():
     assert c["dims"] == [2, 4, 8]
     np.testing.assert_allclose(c["mean"], [0.105, 0.205, 0.305])
     np.testing.assert_allclose(c["max"], [0.11, 0.21, 0.31])
+    # Population std over seeds: |0.01 - 0| / 2 at every size.
+    np.testing.assert_allclose(c["std"], [0.005] * 3, rtol=1e-9)
+    assert c["n"] == [2, 2, 2]
     table = markdown_table(curves(rows), {"bpr": "logarithmic"})
-    assert "| bpr | 0.1050 | 0.2050 | 0.3050 | logarithmic |" in table
+    want = "| bpr | 0.1050 ± 0.0050 | 0.2050 ± 0.0050 | 0.3050 ± 0.0050 | logarithmic |"
+    assert want in table
+    one_seed = markdown_table(curves([r for r in rows if r["seed"] == 0]), {"bpr": "x"})
+    assert "| bpr | 0.1000 | 0.2000 | 0.3000 | x |" in one_seed
+
+
+def test_plot_draws_a_mean_std_band_per_model_with_seeds(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from jaxmethods.methods.cf_scaling.report import plot_curves
+
+    bands = []
+    original = matplotlib.axes.Axes.fill_between
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "fill_between",
+        lambda self, x, lo, hi, **kw: bands.append((x, lo, hi)) or original(self, x, lo, hi, **kw),
+    )
+    rows = [
+        {"model": "bpr", "dim": d, "seed": s, "test/ndcg@20": 0.1 * np.log2(d) + 0.02 * s}
+        for d in (2, 4)
+        for s in (0, 1, 2)
+    ]
+    plot_curves(str(tmp_path / "p.png"), curves(rows), {"bpr": "logarithmic"}, baseline=0.05)
+    assert (tmp_path / "p.png").stat().st_size > 1000
+    (x, lo, hi) = bands[0]
+    std = np.std([0.0, 0.02, 0.04])
+    np.testing.assert_allclose(x, [1, 2])
+    np.testing.assert_allclose(lo, [0.12 - std, 0.22 - std])
+    np.testing.assert_allclose(hi, [0.12 + std, 0.22 + std])
 
 
 def test_plan_groups_packs_small_dims():
@@ -91,6 +123,31 @@ def _configs():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_paper_dim_presets_and_shortcuts():
+    cf_scaling = _configs()
+    cfg = from_config_dict(cf_scaling.get_config("sweep,dataset=modcloth,path=/data"))
+    assert cfg.data.name == "modcloth" and cfg.sweep.preset == "modcloth"
+    assert max(cfg.sweep.dims_for("bpr")) == 2**14 and max(cfg.sweep.dims_for("neumf")) == 2**14
+    assert max(cfg.sweep.dims_for("lightgcn")) == 2**12 and max(cfg.sweep.dims_for("sgl")) == 2**12
+    assert cfg.sweep.dims_for("sgl") == [2**k for k in range(1, 13)]
+    cfg = from_config_dict(cf_scaling.get_config("sweep,dataset=ML-100k,path=/d"))
+    assert cfg.data.name == "ML-100k" and cfg.sweep.preset == "ml-100k"
+    assert all(max(cfg.sweep.dims_for(m)) == 2**15 for m in cfg.sweep.models)
+    # max_dim caps further; an unknown dataset name has no preset.
+    c = cf_scaling.get_config("sweep,dataset=modcloth,path=/d,sweep.max_dim.bpr=256")
+    assert max(from_config_dict(c).sweep.dims_for("bpr")) == 256
+    assert from_config_dict(cf_scaling.get_config("sweep,dataset=yelp,path=/d")).sweep.preset == ""
+    c = cf_scaling.get_config("demo,seeds=0+1+2,neumf_mlp=recbole,noise=0.3,lr=0.01")
+    cfg = from_config_dict(c)
+    assert cfg.sweep.seeds == (0, 1, 2) and cfg.data.noise_frac == 0.3
+    assert cfg.model_hparams("neumf").mlp_hidden == (128, 64) and cfg.optim.lr == 0.01
+    assert cfg.optim.optimizer == "adam" and cfg.optim.max_grad_norm == 0
+    with pytest.raises(ValueError, match="neumf_mlp"):
+        cf_scaling.get_config("demo,neumf_mlp=wide")
+    with pytest.raises(ValueError, match="unknown key 'seed_list'"):
+        cf_scaling.get_config("demo,seed_list=1")
 
 
 def test_every_config_variant_converts():
@@ -179,8 +236,24 @@ def test_sweep_reads_finished_groups_back(tmp_path):
             (tmp_path / "groups" / g.name / "result.json").write_text(json.dumps(rows))
     data = PreparedData.from_split(load_cf_split(cfg.data))
     summary = run_sweep(cfg, data, make_mesh({"data": 1, "fsdp": -1, "tensor": 1}), str(tmp_path))
-    assert summary["shapes"] == {"bpr": "logarithmic", "sgl": "double-peak"}
+    assert summary["bpr/shape"] == "logarithmic" and summary["sgl/shape"] == "double-peak"
     assert summary["bpr/best_dim"] == 256 and summary["n_runs"] == 8
+    assert summary["artifacts"]["results.csv"] == str(tmp_path / "results.csv")
+    assert "| sgl |" in summary["tables"]["scaling"]
+    # The popularity baseline, against a NumPy full-sort NDCG@20 of item counts.
+    split = data.split
+    counts = np.bincount(split.train.item, minlength=data.n_items).astype(float)
+    ndcgs = []
+    for u in np.unique(split.test.user):
+        seen = set(split.train.item[split.train.user == u]) | set(
+            split.valid.item[split.valid.user == u]
+        )
+        target = set(split.test.item[split.test.user == u])
+        scores = np.where(np.isin(np.arange(data.n_items), list(seen)), -np.inf, counts)
+        top = np.argsort(-scores, kind="stable")[:20]
+        dcg = sum(1 / np.log2(r + 2) for r, i in enumerate(top) if i in target)
+        ndcgs.append(dcg / sum(1 / np.log2(r + 2) for r in range(min(len(target), 20))))
+    np.testing.assert_allclose(summary["popularity/test/ndcg@20"], np.mean(ndcgs), rtol=1e-5)
     assert (tmp_path / "scaling.png").stat().st_size > 1000
     assert (
         "| sgl | 0.3000 | 0.2000 | 0.3000 | 0.2000 | double-peak |"

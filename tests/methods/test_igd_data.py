@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from jaxmethods.data.amazon2018 import Sample
+from jaxmethods.data.pipeline import PAD_INDEX, step_stream
 from jaxmethods.data.synthetic_catalog import synthetic_amazon
 from jaxmethods.data.tokenizer import build_tiny_tokenizer
 from jaxmethods.methods.igd import prompt as P
 from jaxmethods.methods.igd.dataset import (
-    BatchIterator,
     assemble_batch,
     assemble_prompts,
     reweighted,
@@ -83,15 +83,18 @@ def test_weights_labels_and_alignment(setup):
     seq_len = ex.max_length(512) + 3
     batch = assemble_batch(ex, [0, 1, 2], seq_len, pad_id=tok.pad_token_id, counterfactual=True)
     for row, i in enumerate([0, 1, 2]):
-        ids, labels, mask = batch["input_ids"][row], batch["labels"][row], batch["loss_mask"][row]
+        ids, labels, w = batch["input_ids"][row], batch["labels"][row], batch["weights"][row]
         tokens = ex.prompts[i] + ex.targets[i]
         np.testing.assert_array_equal(ids[-len(tokens) :], tokens)
         assert not batch["attention_mask"][row, : seq_len - len(tokens)].any()
-        # labels[t] = input_ids[t + 1] on exactly the target tokens
-        np.testing.assert_array_equal(labels[mask], ids[1:][mask[:-1]])
-        np.testing.assert_array_equal(labels[mask], ex.targets[i])
-        np.testing.assert_allclose(batch["weights"][row][mask], ex.weights[i])
-        assert np.all(batch["weights"][row][~mask] == 0)
+        # HF causal-LM labels: the input ids themselves on the target tokens, -100 elsewhere
+        n = len(ex.targets[i])
+        np.testing.assert_array_equal(labels[-n:], ex.targets[i])
+        np.testing.assert_array_equal(labels[-n:], ids[-n:])
+        assert np.all(labels[:-n] == -100)
+        # each weight sits at the position of its label token
+        np.testing.assert_allclose(w[-n:], ex.weights[i])
+        assert np.all(w[:-n] == 0)
         # the counterfactual row ends in the same target at the same positions
         cf = ex.counterfactual_prompts[i] + ex.targets[i]
         np.testing.assert_array_equal(batch["cf_input_ids"][row][-len(cf) :], cf)
@@ -106,7 +109,7 @@ def test_cutoff_keeps_the_last_tokens(setup):
     batch = assemble_batch(ex, [0], n + 4, pad_id=0)
     tokens = ex.prompts[0] + ex.targets[0]
     np.testing.assert_array_equal(batch["input_ids"][0], tokens[-(n + 4) :])
-    assert batch["loss_mask"][0].sum() == n
+    assert (batch["labels"][0] != -100).sum() == n
     with pytest.raises(ValueError, match="does not fit"):
         assemble_batch(ex, [0], n, pad_id=0)
     ids, mask = assemble_prompts([[5, 6], [7]], 3, pad_id=0)
@@ -114,21 +117,48 @@ def test_cutoff_keeps_the_last_tokens(setup):
     np.testing.assert_array_equal(mask, [[0, 1, 1], [0, 0, 1]])
 
 
-def test_batch_iterator_resumes_in_the_same_order(setup):
+def test_padding_rows_carry_no_label(setup):
+    tok, trie, samples, cat = setup
+    ex = tokenize_samples(samples, tok, cat, trie=trie, counterfactual=True)
+    seq_len = ex.max_length(512)
+    batch = assemble_batch(ex, [2, PAD_INDEX, 0], seq_len, pad_id=0, counterfactual=True)
+    assert np.all(batch["labels"][1] == -100) and np.all(batch["weights"][1] == 0)
+    # a padding row attends to a real example's tokens, so its activations stay finite
+    np.testing.assert_array_equal(batch["input_ids"][1], batch["input_ids"][0])
+    assert batch["attention_mask"][1].any() and batch["cf_attention_mask"][1].any()
+    np.testing.assert_array_equal(
+        batch["labels"][[0, 2]], assemble_batch(ex, [2, 0], seq_len, pad_id=0)["labels"]
+    )
+
+
+def _stream(ex, seed=3):
+    collate = lambda idx: assemble_batch(ex, idx, ex.max_length(512), pad_id=0) | {"idx": idx}
+    return step_stream(len(ex), collate, micro_batch_size=2, grad_accum=2, seed=seed, prefetch=0)
+
+
+def test_train_stream_is_a_dataloader_without_drop_last_and_resumes(setup):
     tok, trie, _, cat = setup
     _, meta = synthetic_amazon(num_franchises=2, items_per_franchise=4, num_users=20)
     titles = sorted({m["title"] for m in meta if "title" in m})
     samples = [_sample(titles[i : i + 2], titles[i + 2]) for i in range(5)]
     ex = tokenize_samples(samples, tok, cat, trie=trie)
-    it = BatchIterator(ex, 2, ex.max_length(512), pad_id=0, seed=3)
-    first = [next(it)["input_ids"] for _ in range(3)]
+    it = _stream(ex)
+    first = [next(it) for _ in range(3)]  # 6 micro-batches of 2: epochs [2, 2, 1+pad] x 2
+    idx = np.concatenate([b["idx"] for b in first]).reshape(6, 2)
+    for epoch in (idx[:3], idx[3:]):
+        real = epoch[epoch != PAD_INDEX]
+        assert sorted(real.tolist()) == list(range(5))  # every record once per epoch
+        assert epoch[2, 1] == PAD_INDEX  # the short last batch, padded
+    assert not np.array_equal(idx[:3], idx[3:])  # reshuffled every epoch
+    pad_rows = np.flatnonzero(np.concatenate([b["idx"] for b in first]) == PAD_INDEX)
+    labels = np.concatenate([b["labels"] for b in first])
+    assert np.all(labels[pad_rows] == -100)
     state = it.get_state()
     rest = [next(it)["input_ids"] for _ in range(3)]
-    it2 = BatchIterator(ex, 2, ex.max_length(512), pad_id=0, seed=3)
+    it2 = _stream(ex)
     it2.set_state(state)
     for a, b in zip(rest, [next(it2)["input_ids"] for _ in range(3)]):
         np.testing.assert_array_equal(a, b)
-    assert it.steps_per_epoch == 2 and len(first) == 3
 
 
 def test_synthetic_catalog_shares_prefixes_and_is_skewed():

@@ -12,6 +12,7 @@ import pytest
 from flax import nnx
 
 from configs import mrm as mrm_configs
+from configs.common import set_path
 from jaxmethods.data.synthetic_prefs import make_synthetic_corpus
 from jaxmethods.methods.mrm import run as mrm_run
 from jaxmethods.methods.mrm.config import from_config_dict
@@ -26,11 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def tiny(**overrides):
     c = mrm_configs.get_config("tiny")
     for key, value in overrides.items():
-        node = c
-        *path, last = key.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = value
+        set_path(c, key, value)
     return c
 
 
@@ -49,20 +46,19 @@ def problem():
 def test_vmapped_meta_step_equals_per_user_loop(problem, hypergrad):
     graphdef, params, batch, emb = problem
     cfg = from_config_dict(tiny(**{"meta.hypergrad": hypergrad, "meta.inner.lr": 0.1}))
-    (obj, _), grads = make_meta_grad_fn(graphdef, cfg.meta)(
-        params, {"embeddings": emb}, batch, None
-    )
+    (obj, _), grads = make_meta_grad_fn(graphdef, cfg.meta)(params, emb, batch, None)
     obj_loop, grads_loop = per_user_loop_grads(graphdef, cfg.meta, params, batch, emb)
     np.testing.assert_allclose(obj, obj_loop, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_loop)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow  # > 15 s on 2 cores
 def test_forward_mode_equals_reverse_and_padding_tasks_do_not_count(problem):
     graphdef, params, batch, emb = problem
     get = lambda mode, b: make_meta_grad_fn(
         graphdef, from_config_dict(tiny(**{"meta.hypergrad": mode})).meta
-    )(params, {"embeddings": emb}, b, None)
+    )(params, emb, b, None)
     (o2, _), g2 = get("second_order", batch)
     (of, _), gf = get("forward", batch)
     np.testing.assert_allclose(o2, of, rtol=1e-6)
@@ -113,15 +109,15 @@ def test_sharded_over_4_devices_matches_one_device(tmp_path):
 
 
 def test_kill_and_resume_gives_the_same_loss_trajectory(tmp_path, monkeypatch):
-    cfg = dict(epochs=3, checkpoint_every=4, log_every=1)
+    cfg = {"epochs": 3, "loop.checkpoint_every": 4, "loop.log_every": 1}
     mrm_run.run(tiny(**cfg), str(tmp_path / "straight"))
     original = MetaTaskIterator.__next__
     calls = {"n": 0}
 
     def killed(self):
         calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt  # dies after the step-4 checkpoint
+        if calls["n"] == 6:
+            raise KeyboardInterrupt  # dies after the step-4 checkpoint (2 steps per epoch)
         return original(self)
 
     monkeypatch.setattr(MetaTaskIterator, "__next__", killed)
@@ -134,11 +130,13 @@ def test_kill_and_resume_gives_the_same_loss_trajectory(tmp_path, monkeypatch):
     assert loss(tmp_path / "straight") == loss(tmp_path / "killed")
 
 
+@pytest.mark.slow  # > 15 s on 2 cores
 def test_demo_like_run_beats_global_baseline_and_adaptation_helps(tmp_path):
     c = mrm_configs.get_config("demo")
     c.data.num_users = 120
     c.epochs = 20
-    c.progress = False
+    c.peers = ()
+    c.loop.progress = False
     s = mrm_run.run(c, str(tmp_path))
     assert s["eval/unseen_acc"] > s["baseline/unseen_acc"] + 0.03
     assert s["eval/overall_acc"] > 0.7
@@ -184,16 +182,17 @@ def launch(*args):
     )
 
 
+@pytest.mark.slow  # > 15 s on 2 cores
 def test_launcher_runs_tiny_end_to_end_and_resumes(tmp_path):
     workdir = str(tmp_path / "run")
     first = launch("--config", "configs/mrm.py:tiny", "--workdir", workdir, "--config.epochs=2")
     assert first.returncode == 0, first.stderr[-3000:]
     summary = read_json(os.path.join(workdir, "summary.json"))
-    assert summary["step"] == 8 and summary["resumed_from"] == 0
+    assert summary["step"] == 4 and summary["resumed_from"] == 0  # 2 epochs x 2 meta-batches
     second = launch("--config", "configs/mrm.py:tiny", "--workdir", workdir, "--config.epochs=2")
     assert second.returncode == 0, second.stderr[-3000:]
     summary = read_json(os.path.join(workdir, "summary.json"))
-    assert summary["resumed_from"] == 8
+    assert summary["resumed_from"] == 4
     steps = [r["step"] for r in metrics(workdir) if "loss" in r]
     assert steps == sorted(set(steps))  # no step repeated
     bad = launch("--config", "configs/mrm.py:tiny", "--workdir", workdir, "--config.meta.nope=1")

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxmethods.losses import bpr_loss, info_nce
+from jaxmethods.losses import bpr_loss
 from jaxmethods.models.cf import (
     build_graph,
     contrastive_loss,
@@ -16,6 +16,7 @@ from jaxmethods.models.cf import (
     init_lightgcn,
     init_neumf,
     lightgcn_representations,
+    neumf_hidden_width,
     neumf_logits,
     neumf_scorer,
     pair_scores,
@@ -62,6 +63,38 @@ def test_neumf_matches_numpy_scorer_and_dropout():
     np.testing.assert_array_equal(no_key, logits)
     np.testing.assert_array_equal(a, b)  # dropout is a function of the key
     assert not np.allclose(a, c) and not np.allclose(a, logits)
+
+
+def test_neumf_fixed_mlp_widths_match_numpy_at_a_padded_size():
+    """`hidden=(6, 3)` (RecBole-style fixed widths): the MLP does not grow with d, and a d=4
+    model zero-padded to 8 computes the NumPy NeuMF of its leading coordinates."""
+    users = jnp.arange(N_USERS).repeat(N_ITEMS)
+    items = jnp.tile(jnp.arange(N_ITEMS), N_USERS)
+    params = jax.jit(
+        lambda: init_neumf(
+            jax.random.PRNGKey(4), n_users=N_USERS, n_items=N_ITEMS, dim=4, padded_dim=8,
+            hidden=(6, 3),
+        ),
+        compiler_options=FAST_COMPILE,
+    )()  # fmt: skip
+    assert params["mlp0_user"].shape == (8, 6) and params["mlp1_kernel"].shape == (6, 3)
+    assert params["head_mlp"].shape == (3,) and neumf_hidden_width(8, (6, 3)) == 6
+    p = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    assert not p["mlp0_user"][4:].any() and not p["user_gmf_emb"][:, 4:].any()
+    x = np.concatenate([p["user_mlp_emb"][users, :4], p["item_mlp_emb"][items, :4]], axis=1)
+    h = np.maximum(x @ np.concatenate([p["mlp0_user"][:4], p["mlp0_item"][:4]]) + p["mlp0_bias"], 0)
+    h = np.maximum(h @ p["mlp1_kernel"] + p["mlp1_bias"], 0)
+    gmf = p["user_gmf_emb"][users, :4] * p["item_gmf_emb"][items, :4]
+    want = gmf @ p["head_gmf"][:4] + h @ p["head_mlp"] + p["head_bias"]
+    got = jax.jit(
+        lambda: neumf_scorer(params)(jnp.arange(N_USERS)), compiler_options=FAST_COMPILE
+    )()
+    np.testing.assert_allclose(np.asarray(got).reshape(-1), want, rtol=1e-5, atol=1e-6)
+    # PyTorch's default Linear bound: the first layer uses fan-in 2d = 8, the second 6.
+    assert np.abs(p["mlp0_user"]).max() <= 1 / np.sqrt(8) and np.abs(
+        p["mlp1_kernel"]
+    ).max() <= 1 / np.sqrt(6)
+    assert np.abs(p["mlp1_kernel"]).max() > 0.6 / np.sqrt(6)
 
 
 def _train_steps(loss_fn, params, n=5):
@@ -140,7 +173,36 @@ def test_mf_init_scales():
         init_embeddings(jax.random.PRNGKey(0), n_users=2, n_items=2, dim=2, init="he")
 
 
-def test_sgl_contrastive_loss_is_infonce_of_the_two_views():
+def _np_view_representations(ego_u, ego_i, users, items, n_layers):
+    """LightGCN over the dense Â of the kept (user, item) pairs, as RecBole's SGL builds a view:
+    A = [[0, R], [R^T, 0]], Â = D^-1/2 A D^-1/2 (D + 1e-7), E = mean_k Â^k E0."""
+    n_users, n_items = len(ego_u), len(ego_i)
+    a = np.zeros((n_users + n_items,) * 2)
+    a[users, n_users + items] = 1.0
+    a = a + a.T
+    d = np.power(a.sum(1) + 1e-7, -0.5)
+    adj = d[:, None] * a * d[None, :]
+    x = np.concatenate([ego_u, ego_i]).astype(np.float64)
+    layers = [x]
+    for _ in range(n_layers):
+        layers.append(adj @ layers[-1])
+    out = np.mean(layers, axis=0)
+    return out[:n_users], out[n_users:]
+
+
+def _np_recbole_ssl(sub1, sub2, ids, tau):
+    """RecBole `SGL.calc_ssl_loss` for one node type (sum over the batch anchors)."""
+
+    def normalize(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    e1, e2, all2 = normalize(sub1[ids]), normalize(sub2[ids]), normalize(sub2)
+    v1 = np.exp(np.sum(e1 * e2, axis=1) / tau)
+    v2 = np.sum(np.exp(e1 @ all2.T / tau), axis=1)
+    return -np.sum(np.log(v1 / v2))
+
+
+def test_sgl_contrastive_loss_matches_recbole_formula():
     rng = np.random.default_rng(2)
     users, items = rng.integers(0, N_USERS, 40), rng.integers(0, N_ITEMS, 40)
     graph = build_graph(users, items, N_USERS, N_ITEMS)
@@ -151,14 +213,32 @@ def test_sgl_contrastive_loss_is_infonce_of_the_two_views():
         params = init_lightgcn(jax.random.PRNGKey(0), n_users=N_USERS, n_items=N_ITEMS, dim=6)
         views = sample_views(jax.random.PRNGKey(1), graph, 0.1)
         got = contrastive_loss(params, graph, views, bu, bi, n_layers=3, temperature=0.5)
-        u1, i1 = lightgcn_representations(params, graph, 3, views[0])
-        u2, i2 = lightgcn_representations(params, graph, 3, views[1])
-        want = info_nce(u1[bu], u2[bu], temperature=0.5, reduction="sum") + info_nce(
-            i1[bi], i2[bi], temperature=0.5, reduction="sum"
-        )
-        return views, got, want
+        return params, views, got
 
-    views, got, want = run()
+    params, views, got = run()
+    views = np.asarray(views)
     assert views.shape == (2, graph.rows.shape[0])
     assert not np.allclose(views[0], views[1])
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # The interactions each view keeps, read off its edges (user -> item edges only).
+    rows, cols = np.asarray(graph.rows), np.asarray(graph.cols)
+    to_item = rows < N_USERS
+    want = 0.0
+    subs = []
+    for v in views:
+        kept = to_item & (v > 0)
+        n_inter = len(np.unique(users * N_ITEMS + items))
+        assert kept.sum() == int(n_inter * 0.9)  # RecBole keeps int(E * (1 - ratio))
+        subs.append(
+            _np_view_representations(
+                np.asarray(params["user_emb"]),
+                np.asarray(params["item_emb"]),
+                rows[kept],
+                cols[kept] - N_USERS,
+                3,
+            )
+        )
+    (u1, i1), (u2, i2) = subs
+    want = _np_recbole_ssl(u1, u2, np.asarray(bu), 0.5) + _np_recbole_ssl(
+        i1, i2, np.asarray(bi), 0.5
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5)

@@ -135,6 +135,21 @@ def test_training_selects_only_lora_params(fresh):
     assert np.abs(np.asarray(b_grad)).max() > 0
 
 
+def test_flax_lora_filters_select_exactly_our_adapters(fresh):
+    """`LoRAParam` is `flax.nnx.LoRAParam`: tunix/qwix-style `nnx.LoRAParam` filters pick the
+    `lora_a` / `lora_b` factors of every adapted Dense and nothing else."""
+    assert LoRAParam is nnx.LoRAParam
+    flat = nnx.to_flat_state(nnx.state(fresh, nnx.LoRAParam))
+    paths = {"/".join(map(str, k)) for k, _ in flat}
+    want = {f"{p}/{f}" for p, _ in lora_modules(fresh) for f in ("lora_a", "lora_b")}
+    assert paths == want and len(want) == 2 * (2 * 7 + 1)
+    every = nnx.to_flat_state(nnx.state(fresh, nnx.Param))
+    assert {"/".join(map(str, k)) for k, _ in every} >= paths  # LoRA factors are Params too
+    rest = nnx.to_flat_state(nnx.state(fresh, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))))
+    assert not paths & {"/".join(map(str, k)) for k, _ in rest}
+    assert len(rest) + len(flat) == len(every)
+
+
 def test_lora_on_stacked_layers_matches_the_layer_loop(adapted, tmp_path):
     """LoRA on a scan_layers model: factors gain the [L] axis; its forward equals the merged
     per-layer export loaded back without scan (the base structure, already compiled)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from jaxmethods.data.recsys.filters import drop_duplicates, k_core
@@ -58,6 +59,24 @@ class CFDataConfig:
             raise ValueError(
                 f"config.data.split needs 3 ratios (train, valid, test), got {self.split}"
             )
+        if not all(math.isfinite(r) and r >= 0 for r in self.split) or self.split[0] <= 0:
+            raise ValueError(
+                "config.data.split: ratios must be finite and >= 0 with a positive train "
+                f"share, got {self.split}"
+            )
+        if self.order not in ("random", "time"):
+            raise ValueError(f"config.data.order must be 'random' or 'time', got {self.order!r}")
+        if self.min_rating is not None and not math.isfinite(self.min_rating):
+            raise ValueError(f"config.data.min_rating must be finite, got {self.min_rating}")
+        for name in ("user_k", "item_k"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config.data.{name} must be >= 0, got {getattr(self, name)}")
+        if self.source == "synthetic":
+            for name in ("n_users", "n_items", "rank", "interactions_per_user"):
+                if getattr(self, name) < 1:
+                    raise ValueError(f"config.data.{name} must be >= 1, got {getattr(self, name)}")
+            if not 0 <= self.noise_frac < 1:
+                raise ValueError(f"config.data.noise_frac must be in [0, 1), got {self.noise_frac}")
 
 
 @dataclasses.dataclass(frozen=True)

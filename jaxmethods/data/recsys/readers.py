@@ -8,11 +8,13 @@
 - Any delimited file with named (header) or numbered columns (`read_delimited`).
 
 Blank lines are skipped. Every malformed row raises `InteractionFormatError` naming the file,
-the 1-based line number and what is wrong.
+the 1-based line number and what is wrong: a wrong field count, an empty id, a rating or
+timestamp that is not a finite number (NaN and inf are rejected), bytes that are not UTF-8.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 
@@ -24,8 +26,18 @@ ATOMIC_TYPES = ("token", "token_seq", "float", "float_seq")
 
 
 def _lines(path: str) -> Iterator[tuple[int, str]]:
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    """Non-blank lines with their 1-based numbers; undecodable bytes name the file and line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InteractionFormatError(
+                    f"{path}:{lineno}: not UTF-8 text (byte {raw[e.start : e.start + 1]!r} at "
+                    f"column {e.start + 1}); is this a binary or differently encoded file?"
+                ) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a UTF-8 byte-order mark
             line = line.rstrip("\r\n")
             if line.strip():
                 yield lineno, line
@@ -33,11 +45,16 @@ def _lines(path: str) -> Iterator[tuple[int, str]]:
 
 def _parse_float(value: str, path: str, lineno: int, field: str) -> float:
     try:
-        return float(value)
+        x = float(value)
     except ValueError:
         raise InteractionFormatError(
             f"{path}:{lineno}: field {field!r} must be a number, got {value!r}"
         ) from None
+    if not math.isfinite(x):
+        raise InteractionFormatError(
+            f"{path}:{lineno}: field {field!r} must be a finite number, got {value!r}"
+        )
+    return x
 
 
 def _collect(

@@ -6,40 +6,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from jaxmethods.methods.baldro.objective import ObjectiveConfig
-from jaxmethods.models.backbone import BackboneConfig, TinyDecoderSize, tiny_decoder_size
-from jaxmethods.train.config import ConfigError, check_choice, to_dataclass
+from jaxmethods.models.backbone import BackboneConfig
+from jaxmethods.train.config import ConfigError, check_choice, non_negative, to_dataclass
+from jaxmethods.train.optim import OptimConfig
+from jaxmethods.train.trainer import LoopConfig
 
 # "dv_softmax" runs BalDRO-DV with the paper text's soft-max sign (dv_sign = +1).
 VARIANT_CHOICES = ("plain", "group", "dv", "dv_softmax")
-
-
-@dataclass(frozen=True)
-class ModelConfig(TinyDecoderSize):
-    """`source`: "tiny" (a random `DecoderConfig.tiny` sized by the `TinyDecoderSize` fields, for
-    demos and CI) or an HF model folder / hub id loaded with `jaxmethods.hf.load_pretrained`.
-    `tokenizer`: tokenizer folder / id (default: the model's); unused for "tiny", whose
-    tokenizer is trained on the synthetic corpus. `logits_chunk_size` > 0 computes the token
-    CE from hidden states in chunks of that many positions (no [B, T, V] logits)."""
-
-    source: str = "tiny"
-    tokenizer: str = ""
-    dtype: str = "float32"
-    param_dtype: str = "float32"
-    scan_layers: bool = True
-    remat: str = "none"
-    logits_chunk_size: int = 0
-
-    def backbone(self) -> BackboneConfig:
-        hf = self.source != "tiny"
-        return BackboneConfig(
-            source="hf" if hf else "tiny",
-            path=self.source if hf else "",
-            dtype=self.dtype,
-            param_dtype=self.param_dtype,
-            scan_layers=self.scan_layers,
-            remat=self.remat,
-            **tiny_decoder_size(self),
-        )
+BENCHMARKS = ("synthetic", "tofu", "muse")
 
 
 @dataclass(frozen=True)
@@ -47,7 +21,8 @@ class DataConfig:
     """`benchmark`: "synthetic" (fictitious authors generated in the run), "tofu" or "muse".
     `source`: hub id or local folder (default: the benchmark's hub id). For TOFU the splits are
     `forget_split` / `retain_split` (e.g. forget01 / retain99); MUSE uses `corpus` ("News" or
-    "Books") with the raw forget / retain1 text."""
+    "Books") with the raw forget / retain1 text. `max_length`: tokens of a QA sequence (TOFU,
+    BOS included) or of a MUSE text chunk after its BOS (MUSE rows hold BOS + `max_length`)."""
 
     benchmark: str = "synthetic"
     source: str = ""
@@ -59,25 +34,30 @@ class DataConfig:
     questions_per_author: int = 5
     forget_percent: int = 10
 
+    @property
+    def sequence_length(self) -> int:
+        """The padded length of a training row."""
+        return self.max_length + 1 if self.benchmark == "muse" else self.max_length
+
+    @property
+    def split_name(self) -> str:
+        """The prefix of the summary's metric names (`forget01`, `news`, ...)."""
+        return self.corpus.lower() if self.benchmark == "muse" else self.forget_split
+
 
 @dataclass(frozen=True)
-class OptimConfig:
-    """AdamW (`paged_adamw_32bit` without the paging), HF's linear schedule with warmup or
-    constant, gradient clipping at `max_grad_norm` (HF Trainer's default 1.0).
-    `warmup`: "tofu" = int(|forget|) // (bs * GA * devices) steps (`warmup_epochs: 1`), "none",
-    or a number of steps written as a string (e.g. "10")."""
+class TrainConfig:
+    """The epoch arithmetic of an unlearning run (HF Trainer's, transformers 4.45).
 
-    lr: float = 1e-5
-    epochs: int = 10
+    micro_batch_size: pairs per micro-batch, i.e. the authors' per-device batch x GPUs.
+    epochs: `num_train_epochs`; steps = `hf_max_steps(batches_per_epoch, grad_accum, epochs)`.
+    warmup_epochs: TOFU's custom rule, warmup = int(warmup_epochs * |forget|) //
+      (micro_batch_size * grad_accum); 0 = `optim.warmup_steps` / `optim.warmup_ratio`.
+    """
+
     micro_batch_size: int = 8
-    grad_accum: int = 2
-    weight_decay: float = 0.01
-    schedule: str = "linear"
-    warmup: str = "tofu"
-    max_grad_norm: float = 1.0
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
+    epochs: float = 10.0
+    warmup_epochs: float = non_negative(1.0)
 
 
 @dataclass(frozen=True)
@@ -87,7 +67,7 @@ class FinetuneConfig:
     forget-quality reference), like TOFU's full and retain checkpoints."""
 
     enabled: bool = False
-    epochs: int = 30
+    epochs: float = 30.0
     lr: float = 3e-3
     batch_size: int = 16
     warmup_steps: int = 10
@@ -95,7 +75,13 @@ class FinetuneConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """every_epoch: evaluate at each epoch end (the authors' `eval_strategy=epoch`); at_start:
+    also at step 0 (the authors' TOFU NPO scripts); plot: draw the curves into the workdir."""
+
     enabled: bool = True
+    every_epoch: bool = True
+    at_start: bool = True
+    plot: bool = True
     retain_logs_path: str = ""
     retrain_auc: float = -1.0
     batch_size: int = 32
@@ -106,50 +92,63 @@ class EvalConfig:
     with_rouge: bool = True
 
 
+def _tiny_backbone() -> BackboneConfig:
+    return BackboneConfig(vocab_size=384, dtype="float32", scan_layers=True)
+
+
 @dataclass(frozen=True)
 class BalDROConfig:
+    """One BalDRO run: every loss variant of `variants` unlearns the same starting weights.
+
+    unlearn: the method arguments (`ObjectiveConfig`); `unlearn.variant` is replaced by each
+    entry of `variants`. optim: AdamW, HF schedule, clipping and `grad_accum` (shared
+    `OptimConfig`). loop: checkpoints (on by default), logging, progress (`LoopConfig`).
+    """
+
     name: str = "baldro"
     method: str = "baldro"
     seed: int = 0
     variants: tuple[str, ...] = ("plain",)
     mesh: dict = field(default_factory=lambda: {"data": -1, "fsdp": 1, "tensor": 1})
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 1
-    log_every: int = 10
-    progress: bool = True
-    model: ModelConfig = field(default_factory=ModelConfig)
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(checkpoint_every=50))
+    model: BackboneConfig = field(default_factory=_tiny_backbone)
     data: DataConfig = field(default_factory=DataConfig)
-    unlearn: dict = field(default_factory=dict)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    unlearn: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(
+        default_factory=lambda: OptimConfig(lr=1e-5, weight_decay=0.01, grad_accum=2)
+    )
+    train: TrainConfig = field(default_factory=TrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def objective(self, variant: str) -> ObjectiveConfig:
-        """The method arguments of one variant (`config.unlearn` with `variant` set)."""
+        """The method arguments of one entry of `variants`."""
         try:
-            base = to_dataclass(ObjectiveConfig, self.unlearn, "config.unlearn")
             if variant == "dv_softmax":  # the paper text's "+" form, next to the code's "-"
-                return replace(base, variant="dv", dv_sign=1)
-            return replace(base, variant=variant)
+                return replace(self.unlearn, variant="dv", dv_sign=1)
+            return replace(self.unlearn, variant=variant)
         except ValueError as e:
             raise ConfigError(str(e)) from e
 
+    def phase_name(self, variant: str) -> str:
+        """`{loss}_{variant}`: the variant's folder and its summary prefix."""
+        return f"{self.unlearn.loss}_{variant}"
+
 
 def from_config_dict(config: Any) -> BalDROConfig:
-    cfg = to_dataclass(BalDROConfig, config)
-    check_choice(cfg.data.benchmark, ("synthetic", "tofu", "muse"), "config.data.benchmark")
-    check_choice(cfg.optim.schedule, ("linear", "constant"), "config.optim.schedule")
-    check_choice(cfg.model.remat, ("none", "full", "dots_saveable"), "config.model.remat")
+    try:
+        cfg = to_dataclass(BalDROConfig, config)
+    except ConfigError:
+        raise
+    except ValueError as e:  # a dataclass's own check (e.g. unlearn.loss), naming its field
+        raise ConfigError(str(e)) from e
+    check_choice(cfg.data.benchmark, BENCHMARKS, "config.data.benchmark")
     if not cfg.variants:
         raise ConfigError(f"config.variants: give at least one of {VARIANT_CHOICES}")
     for v in cfg.variants:
         check_choice(v, VARIANT_CHOICES, "config.variants")
-        cfg.objective(v)  # validates config.unlearn for every variant
-    if cfg.optim.warmup not in ("tofu", "none") and not cfg.optim.warmup.isdigit():
-        raise ConfigError(
-            f"config.optim.warmup: expected 'tofu', 'none' or a step count, got {cfg.optim.warmup!r}"
-        )
-    if cfg.data.benchmark == "synthetic" and cfg.model.source != "tiny":
+        cfg.objective(v)
+    if cfg.data.benchmark == "synthetic" and not cfg.model.is_tiny:
         raise ConfigError("config.data.benchmark='synthetic' needs config.model.source='tiny'")
     if cfg.finetune.enabled and cfg.data.benchmark != "synthetic":
         raise ConfigError("config.finetune.enabled is for the synthetic demo only")

@@ -23,7 +23,6 @@ from jaxmethods.losses import (
     gradient_ascent_loss,
     group_topk_indices,
     masked_mean,
-    next_token_labels,
     npo_loss,
     num_label_tokens,
     random_subset_indices,
@@ -39,7 +38,8 @@ LOSSES = ("npo", "simnpo", "satimp", "ga", "graddiff")
 VARIANTS = ("plain", "group", "dv")
 RETAIN_REDUCTIONS = ("auto", "token_mean", "sequence_sum_mean")
 
-# token_ce(params, input_ids, attention_mask, shifted_labels) -> (ce [N, T], mask [N, T])
+# token_ce(params, input_ids, attention_mask, hf_labels) -> (ce [N, T], mask [N, T]): the CE of
+# predicting token t + 1 at position t (labels unshifted, -100 ignored).
 TokenCE = Callable[..., tuple[jax.Array, jax.Array]]
 
 
@@ -55,7 +55,7 @@ class ObjectiveConfig:
     trainer of the authors does (sequence-sum mean for DrNPO / DrSatImp, token mean otherwise).
     groups: original per-device batches per micro-batch (see the module docstring).
     reference: NPO's reference NLLs "precomputed" once (batch field `ref_nll`) or from a
-    "frozen" copy of the initial weights passed as `frozen`.
+    "frozen" copy of the initial weights passed as the step's `reference` constants.
     """
 
     loss: str = "npo"
@@ -118,21 +118,22 @@ def _forward(token_ce: TokenCE, params, forget, retain):
     """One forward over [forget; retain] rows -> per-side (ce, mask), masks include row_valid."""
     n = forget["input_ids"].shape[0]
     cat = lambda k: jnp.concatenate([forget[k], retain[k]])
-    ce, mask = token_ce(
-        params, cat("input_ids"), cat("attention_mask"), next_token_labels(cat("labels"))
-    )
+    ce, mask = token_ce(params, cat("input_ids"), cat("attention_mask"), cat("labels"))
     valid = jnp.concatenate([forget["row_valid"], retain["row_valid"]])
     mask = mask & valid[:, None]
     return (ce[:n], mask[:n]), (ce[n:], mask[n:])
 
 
-def _reference_nll(cfg, token_ce, frozen, forget) -> jax.Array:
+def _reference_nll(cfg, token_ce, reference, forget) -> jax.Array:
     if cfg.reference == "precomputed":
         if "ref_nll" not in forget:
             raise KeyError("reference='precomputed' needs a `ref_nll` field in the forget batch")
         return forget["ref_nll"]
     ce, mask = token_ce(
-        frozen, forget["input_ids"], forget["attention_mask"], next_token_labels(forget["labels"])
+        reference,
+        forget["input_ids"],
+        forget["attention_mask"],
+        forget["labels"],
     )
     return jax.lax.stop_gradient(sequence_nll(ce, mask))
 
@@ -171,7 +172,7 @@ def _select_group_rows(cfg, token_ce, params, forget, retain, rng, g: int):
         jax.lax.stop_gradient(params),
         forget["input_ids"],
         forget["attention_mask"],
-        next_token_labels(forget["labels"]),
+        forget["labels"],
     )
     hardness = jax.lax.stop_gradient(-sequence_mean_nll(ce, mask))
     b = forget["input_ids"].shape[0] // g
@@ -196,20 +197,26 @@ def objective(
     cfg: ObjectiveConfig,
     token_ce: TokenCE,
     params,
-    frozen,
+    reference,
     batch: Mapping[str, Mapping[str, jax.Array]],
     rng: jax.Array,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """The loss of one micro-batch and its metrics.
+    """The loss of one micro-batch, `gamma * L_forget + alpha * L_retain`, and its metrics.
+
+    Every reduction averages over the micro-batch's valid rows (`row_valid`), so a short
+    micro-batch at an epoch's end is one micro-batch mean among `grad_accum`, as HF 4.45
+    accumulates (each micro-batch loss divided by the accumulation steps).
 
     Args:
       cfg: the method arguments.
       token_ce: per-token CE of the model under `params` (see `TokenCE`).
-      params: trainable parameters (differentiated). frozen: reference parameters or None.
-      batch: {"forget": {...}, "retain": {...}} of `ForgetRetainBatches` arrays.
+      params: trainable parameters (differentiated).
+      reference: the frozen reference parameters of NPO (`reference="frozen"`), else None.
+      batch: {"forget": {...}, "retain": {...}}, each side [B, L] arrays of
+        `jaxmethods.data.forget_retain.gather_examples` (+ "ref_nll" [B] when precomputed).
       rng: key for BalDRO-G's random retain subset.
     Returns:
-      (loss scaled by the micro-batch's `loss_scale`, metrics).
+      (scalar loss, metrics of scalars).
     """
     forget, retain = dict(batch["forget"]), dict(batch["retain"])
     g = cfg.groups
@@ -225,13 +232,12 @@ def objective(
         metrics["selected_fraction"] = jnp.sum(f_sel) / jnp.maximum(
             jnp.sum(batch["forget"]["row_valid"]), 1
         )
-    scale = forget["loss_scale"][0]
     (f_ce, f_mask), (r_ce, r_mask) = _forward(token_ce, params, forget, retain)
     rows = forget["row_valid"]
     if cfg.loss in ("ga", "graddiff"):
         forget_loss = gradient_ascent_loss(f_ce, f_mask)
     else:
-        ref = _reference_nll(cfg, token_ce, frozen, forget) if cfg.needs_reference else None
+        ref = _reference_nll(cfg, token_ce, reference, forget) if cfg.needs_reference else None
         values = _forget_values(cfg, f_ce, f_mask, ref)
         forget_loss = _reduce_forget(cfg, values, f_mask, rows, g)
         if values.ndim == 1:
@@ -245,5 +251,4 @@ def objective(
         retain_loss=retain_loss,
         forget_avg_nll=masked_mean(sequence_mean_nll(f_ce, f_mask), rows),
     )
-    # Scaled like the loss, so the accumulation average is the mean over real micro-batches.
-    return loss * scale, {k: v * scale for k, v in metrics.items()}
+    return loss, metrics

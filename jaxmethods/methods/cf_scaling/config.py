@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from jaxmethods.data.recsys import CFDataConfig
+from jaxmethods.methods.cf_scaling.presets import PAPER_DIM_RANGES
 from jaxmethods.train.config import ConfigError, check_choice, to_dataclass
+from jaxmethods.train.optim import OptimConfig
+from jaxmethods.train.trainer import LoopConfig
 
 MODELS = ("bpr", "neumf", "lightgcn", "sgl", "bpr_drop")
 MODES = ("single", "sweep")
@@ -24,6 +27,8 @@ class ModelHParams:
     edge_drop: float = 0.1  # SGL ratio
     drop_max: float = 0.2  # BPR_Drop ε_max (T-CE default drop rate)
     drop_ramp_epochs: float = 10.0  # BPR_Drop: epochs for ε to ramp linearly from 0 to ε_max
+    # NeuMF MLP widths: () scales them with d as [2d, d]; (128, 64) is RecBole's fixed default.
+    mlp_hidden: tuple[int, ...] = ()
 
 
 DEFAULT_HPARAMS = {
@@ -35,12 +40,27 @@ DEFAULT_HPARAMS = {
 }
 
 
+def default_hparams() -> dict:
+    """model -> every ModelHParams field with RecBole's value (so each can be overridden)."""
+    base = ModelHParams().__dict__
+    return {m: {**base, **DEFAULT_HPARAMS[m]} for m in MODELS}
+
+
+def cf_optim(lr: float = 1e-3) -> OptimConfig:
+    """RecBole's optimizer: plain Adam at a constant rate, no clipping, no weight decay."""
+    return OptimConfig(optimizer="adam", lr=lr, schedule="constant", max_grad_norm=0.0)
+
+
+def cf_loop() -> LoopConfig:
+    """One loop step is one epoch: log every epoch, checkpoint every 10 epochs, keep one."""
+    return LoopConfig(checkpoint_every=10, keep_checkpoints=1, log_every=1)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """RecBole's training protocol: Adam 1e-3, batch 2048, one uniform negative per positive,
-    early stopping on valid NDCG@20 with patience 10, at most 300 epochs."""
+    """RecBole's training protocol (with `optim`: Adam 1e-3): batch 2048, one uniform negative
+    per positive, early stopping on valid NDCG@20 with patience 10, at most 300 epochs."""
 
-    lr: float = 1e-3
     batch_size: int = 2048
     max_epochs: int = 300
     patience: int = 10
@@ -49,8 +69,6 @@ class TrainConfig:
     neg_resample_rounds: int = 8  # redraws of negatives that hit a training positive
     eval_budget: int = 1 << 26  # floats of score activations per evaluation chunk
     propagation_budget: int = 1 << 28  # floats of gathered messages per LightGCN/SGL chunk
-    checkpoint_every: int = 10  # epochs; 0 disables checkpoints
-    keep_checkpoints: int = 1
     fast_compile: bool = False  # XLA backend optimisation level 0: CPU smoke tests, debugging
 
 
@@ -66,7 +84,10 @@ class SweepConfig:
 
     models: tuple[str, ...] = ("bpr", "neumf", "lightgcn", "sgl")
     dims: tuple[int, ...] = tuple(2**k for k in range(1, 16))
-    max_dim: dict = field(default_factory=dict)  # model -> largest dim to train (0: no cap)
+    # The paper's per-dataset size ranges ("" none; see presets.PAPER_DIM_RANGES), then
+    # max_dim: model -> largest dim to train (0: no cap beyond the preset's).
+    preset: str = ""
+    max_dim: dict = field(default_factory=lambda: {m: 0 for m in MODELS})
     seeds: tuple[int, ...] = (0,)
     pack_max_dim: int = 128
     max_group_replicas: int = 16
@@ -74,6 +95,15 @@ class SweepConfig:
     shard_axis: str = "dim"
     curve_tol: float = 0.003  # double-peak dip / rise tolerance, relative to the curve's max
     curve_drop_frac: float = 0.25  # logarithmic: late decline at most this share of the gain
+
+    def dims_for(self, model: str) -> list[int]:
+        """The sizes `model` trains: `dims` capped by the preset, then by `max_dim[model]`."""
+        cap = max(self.dims)
+        if self.preset:
+            cap = min(cap, PAPER_DIM_RANGES[self.preset][model])
+        if int(self.max_dim.get(model, 0)) > 0:
+            cap = min(cap, int(self.max_dim[model]))
+        return [d for d in self.dims if d <= cap]
 
 
 @dataclass(frozen=True)
@@ -85,11 +115,15 @@ class CFScalingConfig:
     embed_dim: int = 64  # single runs
     seed: int = 0  # single runs
     mesh: dict = field(default_factory=lambda: {"data": 1, "fsdp": -1, "tensor": 1})
-    progress: bool = True
+    # With a real dataset (data.source != "synthetic"), data.noise_frac > 0 adds uniformly random
+    # (user, item) pairs to the training split until they are that share of it (see noise.py);
+    # the synthetic generator applies it itself, before the split.
     data: CFDataConfig = field(default_factory=CFDataConfig)
+    optim: OptimConfig = field(default_factory=cf_optim)
+    loop: LoopConfig = field(default_factory=cf_loop)
     train: TrainConfig = field(default_factory=TrainConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
-    hparams: dict = field(default_factory=dict)  # model -> overrides of ModelHParams fields
+    hparams: dict = field(default_factory=default_hparams)  # model -> ModelHParams fields
 
     def model_hparams(self, model: str) -> ModelHParams:
         values = dict(DEFAULT_HPARAMS[model], **dict(self.hparams.get(model, {})))
@@ -116,6 +150,15 @@ def from_config_dict(config) -> CFScalingConfig:
     if unknown:
         raise ConfigError(f"config.sweep.max_dim.{unknown[0]}: not a model (models: {MODELS})")
     check_choice(cfg.sweep.shard_axis, ("dim", "rows"), "config.sweep.shard_axis")
+    if cfg.sweep.preset:
+        check_choice(cfg.sweep.preset, tuple(PAPER_DIM_RANGES), "config.sweep.preset")
+    if not 0.0 <= cfg.data.noise_frac < 1.0:
+        raise ConfigError(f"config.data.noise_frac: must be in [0, 1), got {cfg.data.noise_frac}")
+    if cfg.optim.grad_accum != 1:
+        raise ConfigError("config.optim.grad_accum: CF steps are whole batches; must be 1")
+    bad_hidden = [h for h in cfg.model_hparams("neumf").mlp_hidden if h < 1]
+    if bad_hidden:
+        raise ConfigError(f"config.hparams.neumf.mlp_hidden: widths must be >= 1, got {bad_hidden}")
     if cfg.train.metric not in {f"{m}@{k}" for m in ("ndcg", "recall") for k in cfg.train.ks}:
         raise ConfigError(
             f"config.train.metric: {cfg.train.metric!r} must be ndcg@K or recall@K with K in "
@@ -128,6 +171,12 @@ def from_config_dict(config) -> CFScalingConfig:
         raise ConfigError(f"config.sweep.dims: {bad} are not powers of two")
     if cfg.train.batch_size < 1 or cfg.train.max_epochs < 1 or cfg.train.patience < 0:
         raise ConfigError("config.train: batch_size and max_epochs must be >= 1, patience >= 0")
+    for model in cfg.sweep.models if cfg.mode == "sweep" else ():
+        if not cfg.sweep.dims_for(model):
+            raise ConfigError(
+                f"config.sweep.max_dim.{model}: no size of config.sweep.dims={cfg.sweep.dims} "
+                "is within the preset / max_dim cap"
+            )
     for model in MODELS:
         cfg.model_hparams(model)  # validates the overrides now, naming the field
     return cfg

@@ -123,8 +123,12 @@ def _neumf_def(hp: ModelHParams) -> ModelDef:
         bce = sampled_bce_loss(pos, neg, mask=batch["mask"])
         return bce, {"bce": bce}
 
+    hidden = tuple(hp.mlp_hidden)
+
     def init(key, n_users, n_items, dim, padded_dim):
-        return init_neumf(key, n_users=n_users, n_items=n_items, dim=dim, padded_dim=padded_dim)
+        return init_neumf(
+            key, n_users=n_users, n_items=n_items, dim=dim, padded_dim=padded_dim, hidden=hidden
+        )
 
     return ModelDef(
         "neumf",
@@ -132,7 +136,7 @@ def _neumf_def(hp: ModelHParams) -> ModelDef:
         loss,
         _no_views,
         lambda params, graph: neumf_scorer(params),
-        neumf_hidden_width,
+        lambda padded_dim: neumf_hidden_width(padded_dim, hidden),
         uses_graph=False,
     )
 

@@ -1,13 +1,23 @@
-"""Training of one group of replicas: whole epochs as one jitted, vmapped `lax.scan`.
+"""Training of one group of replicas in the shared loop: one loop step is one whole epoch.
 
-Per epoch the device shuffles the training pairs, samples negatives, draws SGL's views and runs
-every step of every replica in one call; the host then reads back one small metrics dict,
-evaluates validation NDCG@20 (full sort, all replicas at once) and applies RecBole's early
-stopping per replica: a value >= the best so far resets the patience counter, and a replica stops
-after `patience` + 1 evaluations without one. Test metrics are computed at every epoch where some
-replica improves and kept for those replicas, which is the test score of the best-validation
-model without storing a copy of it. Stopped replicas keep stepping with the group (their results
-are frozen) until every replica has stopped or `max_epochs` is reached.
+The step (`build_group_fns(...).step_fn`) is one jitted program over the stacked [R, ...]
+replicas: per replica it shuffles the training pairs, samples negatives, draws SGL's views and
+runs every batch (`lax.scan` of the shared `make_train_step`); then it evaluates validation
+NDCG@20 (full sort) and applies RecBole's early stopping per replica: a value >= the best so far
+resets the patience counter, and a replica stops after `patience` + 1 evaluations without one.
+The test metrics are computed (under `lax.cond`) only at epochs where some replica improves and
+kept for those replicas: the test score of the best-validation model without a copy of it.
+Stopped replicas keep stepping with the group (their results are frozen); once every replica has
+stopped, the step does nothing. The per-replica counters live in the step's state (`carry["track"]`),
+so they are checkpointed with the parameters and a resumed group continues exactly.
+
+`jaxmethods.train.loop.train_loop` runs the steps: checkpoints and their corrupt-checkpoint
+fallback, SIGTERM (save, then exit 0), `metrics.jsonl` (truncated to the restored epoch), the
+progress bar, the `valid` evaluation hook, and the stop once every replica has stopped (the
+loop's `EarlyStopping` on `valid/live_epoch`: the epoch while some replica still runs, NaN once
+none does, so the first evaluation after the last replica stopped is not an improvement). A replica whose loss or gradient turns
+non-finite stops with status "non-finite" while the others go on; `run` raises
+`NonFiniteLossError` naming it once every result is written.
 
 Randomness comes from the replica's seed only: replicas of one seed see the same batch order,
 negatives and SGL views whatever their size (common random numbers across the size axis).
@@ -15,17 +25,16 @@ negatives and SGL views whatever their size (common random numbers across the si
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import shutil
-import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from jaxmethods.eval.ranking import full_sort_metrics
 from jaxmethods.methods.cf_scaling.config import CFScalingConfig
@@ -33,32 +42,43 @@ from jaxmethods.methods.cf_scaling.objectives import ModelDef, get_model_def, po
 from jaxmethods.methods.cf_scaling.plan import Group, group_rules
 from jaxmethods.methods.cf_scaling.prepare import PreparedData
 from jaxmethods.methods.cf_scaling.sampler import epoch_batches
-from jaxmethods.train.checkpoint import Checkpointer
+from jaxmethods.train.loop import EarlyStopping, Eval, train_loop
 from jaxmethods.train.mesh import replicated
-from jaxmethods.train.metrics import MetricWriter, to_python
+from jaxmethods.train.metrics import MetricWriter, read_jsonl, to_python
+from jaxmethods.train.optim import make_optimizer
 from jaxmethods.train.sharding import param_shardings
 from jaxmethods.train.state import TrainState
 from jaxmethods.train.step import make_train_step, state_shardings
+from jaxmethods.train.trainer import make_checkpointer
 
 log = logging.getLogger(__name__)
 
-
-def _init_states(mdef: ModelDef, group: Group, n_users: int, n_items: int, tx) -> TrainState:
-    """Stacked [R, ...] train states; one vmapped init draws every replica at the padded width
-    (its true size enters only through masks and init scales)."""
-    seeds = jnp.asarray([r.seed for r in group.replicas], jnp.int32)
-    dims = jnp.asarray([r.dim for r in group.replicas], jnp.int32)
-
-    def one(seed, dim):
-        base = jax.random.PRNGKey(seed)  # streams: 0 init, 1 data (see train_group), 2 dropout
-        params = mdef.init(jax.random.fold_in(base, 0), n_users, n_items, dim, group.padded_dim)
-        return TrainState.create(params, tx).replace(rng=jax.random.fold_in(base, 2))
-
-    return jax.vmap(one)(seeds, dims)
+RUNNING, EARLY_STOPPED, NON_FINITE = 0, 1, 2
+STATUS_NAMES = {RUNNING: "max-epochs", EARLY_STOPPED: "early-stopped", NON_FINITE: "non-finite"}
+LIVE_METRIC = "valid/live_epoch"
 
 
-def build_group_fns(cfg: CFScalingConfig, group: Group, data: PreparedData, mesh: Mesh):
-    """-> (mdef, init_fn, epoch_fn, eval_fn), jitted with shardings.
+@dataclasses.dataclass(frozen=True)
+class GroupFns:
+    """The jitted programs of one group (all take and return stacked [R, ...] replicas).
+
+    init_fn() -> TrainState; epoch_fn(state, data_keys, epoch, pairs, graph) -> (state,
+    metrics) trains one epoch; eval_fn(params, graph, eval_data) -> {metric: [R]};
+    start_fn() -> carry = {"train": TrainState, "track": counters}; step_fn(carry, constants,
+    batch) -> (carry, metrics) is the loop step (epoch + validation + early stopping + test).
+    """
+
+    mdef: ModelDef
+    init_fn: Callable
+    epoch_fn: Callable
+    eval_fn: Callable
+    start_fn: Callable
+    step_fn: Callable
+    carry_shardings: dict
+
+
+def build_group_fns(cfg: CFScalingConfig, group: Group, data: PreparedData, mesh: Mesh) -> GroupFns:
+    """The group's jitted programs, with shardings.
 
     The data enter as arguments (pairs, graph, evaluation layouts), so the functions depend on
     the dataset only through its sizes; they are cached on everything they depend on, and a
@@ -69,30 +89,72 @@ def build_group_fns(cfg: CFScalingConfig, group: Group, data: PreparedData, mesh
         group,
         mesh,
         cfg.model_hparams(group.model),
-        (t.lr, t.batch_size, t.neg_resample_rounds, t.ks, t.fast_compile, t.propagation_budget),
+        cfg.optim,
+        (t.batch_size, t.neg_resample_rounds, t.ks, t.fast_compile, t.propagation_budget),
+        (t.metric, t.patience),
         (cfg.sweep.shard_min_dim, cfg.sweep.shard_axis),
         (data.n_users, data.n_items, data.pairs.n_pairs),
     )
 
 
+def _metric_names(ks) -> list[str]:
+    return sorted(f"{m}@{k}" for m in ("ndcg", "recall") for k in ks)
+
+
 @functools.lru_cache(maxsize=4)
-def _build_group_fns(group, mesh, hp, train_key, shard_key, sizes):
-    lr, batch_size, neg_rounds, ks, fast_compile, propagation_budget = train_key
+def _build_group_fns(group, mesh, hp, optim, train_key, stop_key, shard_key, sizes) -> GroupFns:
+    batch_size, neg_rounds, ks, fast_compile, propagation_budget = train_key
+    metric, patience = stop_key
     n_users, n_items, n_pairs = sizes
+    n_rep = len(group.replicas)
     batch_size = positives_per_batch(group.model, batch_size)
     spe = -(-n_pairs // batch_size)
     # Chunk graph propagation so the gathered [edges, R * D] block stays within the budget.
-    width = len(group.replicas) * group.padded_dim
+    width = n_rep * group.padded_dim
     fits = 2 * n_pairs * width <= propagation_budget
     edge_chunk = 0 if fits else max(256, propagation_budget // width)
     mdef = get_model_def(group.model, hp, steps_per_epoch=spe, edge_chunk=edge_chunk)
-    tx = optax.adam(lr)
-    init = lambda: _init_states(mdef, group, n_users, n_items, tx)
+    # A constant schedule: the step count only matters for warmup, which CF does not use.
+    tx = make_optimizer(optim, total_steps=1)
+    seeds = jnp.asarray([r.seed for r in group.replicas], jnp.int32)
+    dims = jnp.asarray([r.dim for r in group.replicas], jnp.int32)
+
+    def init():
+        """Stacked states; one vmapped init draws every replica at the padded width (its true
+        size enters only through masks and init scales)."""
+
+        def one(seed, dim):
+            base = jax.random.PRNGKey(seed)  # streams: 0 init, 1 data (train_group), 2 dropout
+            params = mdef.init(jax.random.fold_in(base, 0), n_users, n_items, dim, group.padded_dim)
+            return TrainState.create(params, tx).replace(rng=jax.random.fold_in(base, 2))
+
+        return jax.vmap(one)(seeds, dims)
+
+    names = _metric_names(ks)
+
+    def start():
+        zeros = jnp.zeros((n_rep,), jnp.float32)
+        return {
+            "train": init(),
+            "track": {
+                "best": zeros - 1.0,  # below any metric value
+                "best_epoch": jnp.zeros((n_rep,), jnp.int32),
+                "stale": jnp.zeros((n_rep,), jnp.int32),
+                "status": jnp.full((n_rep,), RUNNING, jnp.int32),
+                "last": dict.fromkeys(names, zeros),
+                "valid_at_best": dict.fromkeys(names, zeros),
+                "test_at_best": dict.fromkeys(names, zeros + jnp.nan),
+            },
+        }
+
     rules = group_rules(group, mesh, shard_min_dim=shard_key[0], shard_axis=shard_key[1])
-    abstract = jax.eval_shape(init)
-    param_sh = param_shardings(abstract.params, mesh, rules)
-    state_sh = state_shardings(abstract, param_sh, mesh)
+    abstract = jax.eval_shape(start)
+    param_sh = param_shardings(abstract["train"].params, mesh, rules)
     rep = replicated(mesh)
+    carry_sh = {
+        "train": state_shardings(abstract["train"], param_sh, mesh),
+        "track": jax.tree.map(lambda _: rep, abstract["track"]),
+    }
     step = make_train_step(mdef.loss, tx)
     options = {"xla_backend_optimization_level": 0} if fast_compile else None
 
@@ -109,21 +171,92 @@ def _build_group_fns(group, mesh, hp, train_key, shard_key, sizes):
     def replica_eval(params, graph, eval_data):
         return full_sort_metrics(mdef.scorer(params, graph), eval_data, ks)
 
-    epoch_fn = jax.jit(
-        jax.vmap(replica_epoch, in_axes=(0, 0, None, None, None)),
-        in_shardings=(state_sh, rep, rep, rep, rep),
-        out_shardings=(state_sh, rep),
-        donate_argnums=0,
-        compiler_options=options,
+    group_epoch = jax.vmap(replica_epoch, in_axes=(0, 0, None, None, None))
+    group_eval = jax.vmap(replica_eval, in_axes=(0, None, None))
+
+    def valid_then_test(params, graph, layouts, improves):
+        """Validation, then test only when `improves(valid)` holds for some replica, as one
+        loop over the stacked [2, ...] (valid, test) layouts: the evaluation compiles once."""
+        shapes = jax.eval_shape(group_eval, params, graph, jax.tree.map(lambda x: x[0], layouts))
+        out = jax.tree.map(lambda s: jnp.full((2, *s.shape), jnp.nan, s.dtype), shapes)
+
+        def body(carry):
+            i, out = carry
+            res = group_eval(params, graph, jax.tree.map(lambda x: x[i], layouts))
+            return i + 1, jax.tree.map(lambda o, r: o.at[i].set(r), out, res)
+
+        def more(carry):
+            i, out = carry
+            return (i == 0) | ((i == 1) & jnp.any(improves(jax.tree.map(lambda o: o[0], out))))
+
+        _, out = jax.lax.while_loop(more, body, (jnp.int32(0), out))
+        return jax.tree.map(lambda o: o[0], out), jax.tree.map(lambda o: o[1], out)
+
+    def loop_step(carry, constants, batch):
+        """(carry, constants, {"epoch": []}) -> (carry, metrics); constants = {"pairs",
+        "graph", "eval": (valid, test) layouts stacked on a leading axis of 2, "data_keys"}."""
+        epoch, c = batch["epoch"], constants
+        track = carry["track"]
+        running = track["status"] == RUNNING
+
+        def active(carry):
+            state, m = group_epoch(carry["train"], c["data_keys"], epoch, c["pairs"], c["graph"])
+            track = dict(carry["track"])
+            finite = m["finite"] > 0
+            improves = lambda valid: running & finite & (valid[metric] >= track["best"])
+            valid, test = valid_then_test(state.params, c["graph"], c["eval"], improves)
+            value = valid[metric]
+            improved = improves(valid)
+            stale = jnp.where(improved, 0, track["stale"] + (running & finite))
+            status = jnp.where(running & ~finite, NON_FINITE, track["status"])
+            status = jnp.where(running & finite & (stale > patience), EARLY_STOPPED, status)
+            pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(improved, n, o), new, old)
+            track.update(
+                best=jnp.where(improved, value, track["best"]),
+                best_epoch=jnp.where(improved, epoch + 1, track["best_epoch"]),
+                stale=stale,
+                status=status,
+                last=valid,
+                valid_at_best=pick(valid, track["valid_at_best"]),
+                test_at_best=pick(test, track["test_at_best"]),
+            )
+            loss = jnp.sum(jnp.where(running, m["loss"], 0.0)) / jnp.maximum(jnp.sum(running), 1)
+            return {"train": state, "track": track}, {"loss": loss, "replica_loss": m["loss"]}
+
+        def idle(carry):  # every replica has stopped: nothing left to compute
+            return carry, {
+                "loss": jnp.float32(jnp.nan),
+                "replica_loss": jnp.full((n_rep,), jnp.nan),
+            }
+
+        carry, m = jax.lax.cond(jnp.any(running), active, idle, carry)
+        t = carry["track"]
+        return carry, {
+            **m,
+            "running": jnp.sum(t["status"] == RUNNING),
+            f"valid_{metric}": t["last"][metric],
+        }
+
+    jit = functools.partial(jax.jit, compiler_options=options)
+    return GroupFns(
+        mdef=mdef,
+        init_fn=jit(init, out_shardings=carry_sh["train"]),
+        epoch_fn=jit(
+            group_epoch,
+            in_shardings=(carry_sh["train"], rep, rep, rep, rep),
+            out_shardings=(carry_sh["train"], rep),
+            donate_argnums=0,
+        ),
+        eval_fn=jit(group_eval, in_shardings=(param_sh, rep, rep), out_shardings=rep),
+        start_fn=jit(start, out_shardings=carry_sh),
+        step_fn=jit(
+            loop_step,
+            in_shardings=(carry_sh, rep, rep),
+            out_shardings=(carry_sh, rep),
+            donate_argnums=0,
+        ),
+        carry_shardings=carry_sh,
     )
-    eval_fn = jax.jit(
-        jax.vmap(replica_eval, in_axes=(0, None, None)),
-        in_shardings=(param_sh, rep, rep),
-        out_shardings=rep,
-        compiler_options=options,
-    )
-    init_fn = jax.jit(init, out_shardings=state_sh, compiler_options=options)
-    return mdef, init_fn, epoch_fn, eval_fn
 
 
 def eval_chunk_size(cfg: CFScalingConfig, mdef: ModelDef, group: Group, data: PreparedData) -> int:
@@ -132,19 +265,26 @@ def eval_chunk_size(cfg: CFScalingConfig, mdef: ModelDef, group: Group, data: Pr
     return int(max(1, min(cfg.train.eval_budget // per_user, data.n_users)))
 
 
-def _fresh_tracking(n: int) -> dict:
-    return {
-        "epoch": 0,
-        "best": [-1.0] * n,  # below any metric value, and JSON-safe
-        "best_epoch": [0] * n,
-        "stale": [0] * n,
-        "stopped": [False] * n,
-        "status": ["running"] * n,
-        "valid_at_best": [{} for _ in range(n)],
-        "test_at_best": [{} for _ in range(n)],
-        "epoch_times": [],
-        "eval_times": [],
-    }
+class EpochCounter:
+    """The loop's data iterator for CF: batch e is `{"epoch": e}` (the data of an epoch are
+    drawn on device from the seed and the epoch); resumable through get_state / set_state."""
+
+    def __init__(self, epoch: int = 0):
+        self.epoch = epoch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        batch = {"epoch": np.asarray(self.epoch, np.int32)}
+        self.epoch += 1
+        return batch
+
+    def get_state(self) -> dict:
+        return {"epoch": self.epoch}
+
+    def set_state(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
 
 
 def train_group(
@@ -155,147 +295,111 @@ def train_group(
     `workdir` receives `metrics.jsonl` and, while training, `checkpoints/` (removed once the
     group finishes: the result rows are what the sweep keeps).
     """
-    tcfg, metric = cfg.train, cfg.train.metric
-    n = len(group.replicas)
+    tcfg, loop = cfg.train, cfg.loop
     with jax.set_mesh(mesh):
-        mdef, init_fn, epoch_fn, eval_fn = build_group_fns(cfg, group, data, mesh)
-        chunk = eval_chunk_size(cfg, mdef, group, data)
+        fns = build_group_fns(cfg, group, data, mesh)
+        chunk = eval_chunk_size(cfg, fns.mdef, group, data)
         data_keys = jnp.stack(
             [jax.random.fold_in(jax.random.PRNGKey(r.seed), 1) for r in group.replicas]
         )
-        # Placed once on every device, so no epoch call re-transfers them.
-        pairs, graph, valid_data, test_data, data_keys = jax.device_put(
-            (
-                data.pairs,
-                data.graph if mdef.uses_graph else None,
-                *data.eval_data(chunk),
-                data_keys,
-            ),
+        valid, test = data.eval_data(chunk)
+        constants = jax.device_put(
+            {
+                "pairs": data.pairs,
+                "graph": data.graph if fns.mdef.uses_graph else None,
+                "eval": jax.tree.map(lambda a, b: jnp.stack([a, b]), valid, test),
+                "data_keys": data_keys,
+            },
             replicated(mesh),
         )
-        state = init_fn()
-        track = _fresh_tracking(n)
-        ckpt = None
-        if tcfg.checkpoint_every > 0:
-            ckpt = Checkpointer(
-                f"{workdir}/checkpoints",
-                save_every=tcfg.checkpoint_every,
-                keep=tcfg.keep_checkpoints,
-                async_save=False,
-            )
-            if ckpt.latest_step() is not None:
-                state, track, _ = ckpt.restore(state)
-                log.info("%s: resumed at epoch %d", group.name, track["epoch"])
-        writer = MetricWriter(workdir)
-        bar = tqdm(
-            total=tcfg.max_epochs,
-            initial=track["epoch"],
-            desc=group.name,
-            disable=not cfg.progress,
-            dynamic_ncols=True,
-        )
+        carry = fns.start_fn()
+        ckpt = make_checkpointer(loop, workdir)
+        writer = MetricWriter(workdir, sinks=loop.metric_sinks, run_name=group.name)
         try:
-            while track["epoch"] < tcfg.max_epochs and not all(track["stopped"]):
-                epoch = track["epoch"]
-                t0 = time.perf_counter()
-                state, train_m = epoch_fn(
-                    state, data_keys, jnp.asarray(epoch, jnp.int32), pairs, graph
-                )
-                train_m = to_python(jax.device_get(train_m))
-                t1 = time.perf_counter()
-                valid = to_python(jax.device_get(eval_fn(state.params, graph, valid_data)))
-                t2 = time.perf_counter()
-                track["epoch_times"].append(t1 - t0)
-                track["eval_times"].append(t2 - t1)
-                _early_stopping(track, train_m, valid, metric, tcfg.patience, group, epoch)
-                improved = [
-                    track["best_epoch"][r] == epoch + 1 and track["status"][r] != "non-finite"
-                    for r in range(n)
-                ]
-                if any(improved):
-                    test = to_python(jax.device_get(eval_fn(state.params, graph, test_data)))
-                    for r in range(n):
-                        if improved[r]:
-                            track["test_at_best"][r] = {k: v[r] for k, v in test.items()}
-                track["epoch"] = epoch + 1
-                writer.write(
-                    epoch + 1,
-                    {
-                        "loss": train_m["loss"],
-                        f"valid/{metric}": valid[metric],
-                        "epoch_time_s": t1 - t0,
-                        "eval_time_s": t2 - t1,
-                    },
-                )
-                if ckpt is not None:
-                    ckpt.save(epoch + 1, state, track)
-                bar.update(1)
-                bar.set_postfix({f"best {metric}": f"{max(track['best']):.4f}"})
+            result = train_loop(
+                step_fn=fns.step_fn,
+                state=carry,
+                constants=constants,
+                batches=EpochCounter(),
+                num_steps=tcfg.max_epochs,
+                workdir=workdir,
+                batch_sharding=replicated(mesh),
+                checkpointer=ckpt,
+                evals={"valid": Eval(_valid_hook(tcfg.metric, len(group.replicas)), every=1)},
+                early_stopping=EarlyStopping(
+                    LIVE_METRIC, mode="max", patience=1, restore_best=False
+                ),
+                log_every=loop.log_every,
+                progress=loop.progress,
+                desc=group.name,
+                writer=writer,
+            )
         finally:
-            bar.close()
+            writer.close()
             if ckpt is not None:
                 ckpt.close()
+        track = to_python(jax.device_get(result.state["track"]))
+    rows = _result_rows(group, track, result.step, chunk, _epoch_times(writer.path))
     if ckpt is not None:
         shutil.rmtree(ckpt.directory, ignore_errors=True)
-    return _result_rows(cfg, group, track, chunk)
+    best = max(rows, key=lambda r: r.get(f"valid/{tcfg.metric}", -1.0))
+    log.info(
+        "%s: %d epochs in %.1f s; best valid %s %.4f (d=%d, epoch %d)",
+        group.name, result.step, result.train_time_s, tcfg.metric,
+        best.get(f"valid/{tcfg.metric}", float("nan")), best["dim"], best["best_epoch"],
+    )  # fmt: skip
+    return rows
 
 
-def _early_stopping(track, train_m, valid, metric, patience, group, epoch) -> None:
-    for r, replica in enumerate(group.replicas):
-        if track["stopped"][r]:
-            continue
-        if not train_m["finite"][r]:
-            track["stopped"][r] = True
-            track["status"][r] = "non-finite"
-            log.warning(
-                "%s d=%d seed=%d: non-finite loss or gradient in epoch %d; replica stopped, "
-                "its results are those of epoch %d",
-                group.model,
-                replica.dim,
-                replica.seed,
-                epoch + 1,
-                track["best_epoch"][r],
-            )
-            continue
-        value = valid[metric][r]
-        if value >= track["best"][r]:
-            track["best"][r] = value
-            track["best_epoch"][r] = epoch + 1
-            track["stale"][r] = 0
-            track["valid_at_best"][r] = {k: v[r] for k, v in valid.items()}
-        else:
-            track["stale"][r] += 1
-            if track["stale"][r] > patience:
-                track["stopped"][r] = True
-                track["status"][r] = "early-stopped"
+def _valid_hook(metric: str, n_rep: int) -> Callable:
+    """The `valid` Eval hook: the latest and best validation metric per replica (a number for
+    one replica, a list for several), the replicas still running, and `live_epoch` (the epoch
+    while some replica runs, NaN once none does: the loop's stop signal, as a NaN never counts
+    as an improvement)."""
+
+    def hook(carry, step: int) -> dict:
+        t = to_python(jax.device_get(carry["track"]))
+        running = sum(s == RUNNING for s in t["status"])
+        one = (lambda v: v[0]) if n_rep == 1 else (lambda v: v)
+        return {
+            metric: one(t["last"][metric]),
+            f"best_{metric}": one(t["best"]),
+            "running": running,
+            "live_epoch": step if running else float("nan"),
+        }
+
+    return hook
+
+
+def _epoch_times(metrics_path: str) -> list[float]:
+    """Seconds per loop step (epoch + validation) of every logged epoch, from metrics.jsonl."""
+    rows = read_jsonl(metrics_path)
+    return [1.0 / r["steps_per_s"] for r in rows if r.get("steps_per_s")]
 
 
 def _median_excluding_first(times: list[float]) -> float:
-    """Steady-state time: the first call includes compilation."""
+    """Steady-state time: the first step includes compilation."""
     return float(np.median(times[1:] if len(times) > 1 else times)) if times else float("nan")
 
 
-def _result_rows(cfg, group: Group, track: dict, chunk: int) -> list[dict]:
+def _result_rows(group: Group, track: dict, epochs: int, chunk: int, times) -> list[dict]:
     rows = []
     for r, replica in enumerate(group.replicas):
-        status = track["status"][r]
-        if status == "running":
-            status = "max-epochs"
         row = {
             "model": group.model,
             "dim": replica.dim,
             "seed": replica.seed,
             "best_epoch": track["best_epoch"][r],
-            "epochs_run": track["epoch"],
-            "status": status,
+            "epochs_run": epochs,
+            "status": STATUS_NAMES[track["status"][r]],
             "group": group.name,
             "group_size": len(group.replicas),
             "padded_dim": group.padded_dim,
-            "epoch_time_s": _median_excluding_first(track["epoch_times"]),
-            "eval_time_s": _median_excluding_first(track["eval_times"]),
+            "epoch_time_s": _median_excluding_first(times),
             "eval_chunk_users": chunk,
         }
-        row.update({f"valid/{k}": v for k, v in track["valid_at_best"][r].items()})
-        row.update({f"test/{k}": v for k, v in track["test_at_best"][r].items()})
+        if track["best_epoch"][r] > 0:
+            row.update({f"valid/{k}": v[r] for k, v in track["valid_at_best"].items()})
+            row.update({f"test/{k}": v[r] for k, v in track["test_at_best"].items()})
         rows.append(row)
     return rows

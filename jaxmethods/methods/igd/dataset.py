@@ -6,9 +6,14 @@ whole run compiles once and the CFT counterfactual row puts the same target at t
 
     input_ids [B, T] int32     prompt + target, truncated on the left to `cutoff_len` tokens
     attention_mask [B, T] bool
-    labels [B, T] int32        labels[:, t] = input_ids[:, t + 1] on target positions, 0 elsewhere
-    loss_mask [B, T] bool      the positions whose next token is a target token
-    weights [B, T] float32     IGD (beta where IG == 0, else 1), Pos, or ones
+    labels [B, T] int32        HF causal-LM labels: input_ids on the target tokens, -100 elsewhere
+                               (the loss shifts them: position t predicts labels[:, t + 1])
+    weights [B, T] float32     the weight of the label at the same position: IGD (beta where
+                               IG == 0, else 1), Pos, or ones; 0 where labels == -100
+
+A row index of -1 (`jaxmethods.data.pipeline.PAD_INDEX`, a DataLoader's short last batch padded
+to the fixed shape) becomes a row with no label: it adds nothing to a loss normalised by the sum
+of weights.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from jaxmethods.data.amazon2018 import Sample
+from jaxmethods.data.pipeline import PAD_INDEX
+from jaxmethods.losses import IGNORE_INDEX
 from jaxmethods.losses.token_weighted import igd_token_weights, position_decay_weights
 from jaxmethods.methods.igd.prompt import encode_prompts, encode_targets
 from jaxmethods.methods.igd.trie import ItemTrie
@@ -138,37 +145,42 @@ def assemble_batch(
 ) -> dict[str, np.ndarray]:
     """Stacks examples `indices` into right-aligned `[B, seq_len]` arrays (see module doc).
 
-    With `counterfactual=True` the batch also holds `cf_input_ids` / `cf_attention_mask`
-    (the "Unknow" prompt + the same target, aligned with the real row).
+    An index of -1 gives a padding row: the inputs of the batch's first real example (so that
+    every row attends to something) with labels -100 and weights 0. With `counterfactual=True`
+    the batch also holds `cf_input_ids` / `cf_attention_mask` (the "Unknow" prompt + the same
+    target, aligned with the real row).
     """
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    real = indices[indices != PAD_INDEX]
+    filler = int(real[0]) if len(real) else 0
     b = len(indices)
     out = {
         "input_ids": np.full((b, seq_len), pad_id, np.int32),
         "attention_mask": np.zeros((b, seq_len), bool),
-        "labels": np.zeros((b, seq_len), np.int32),
-        "loss_mask": np.zeros((b, seq_len), bool),
+        "labels": np.full((b, seq_len), IGNORE_INDEX, np.int32),
         "weights": np.zeros((b, seq_len), np.float32),
     }
     if counterfactual:
+        if examples.counterfactual_prompts is None:
+            raise ValueError("assemble_batch: examples have no counterfactual prompts")
         out["cf_input_ids"] = np.full((b, seq_len), pad_id, np.int32)
         out["cf_attention_mask"] = np.zeros((b, seq_len), bool)
     for row, i in enumerate(indices):
-        target, w = examples.targets[i], examples.weights[i]
+        pad_row = i == PAD_INDEX
+        i = filler if pad_row else int(i)
+        target = examples.targets[i]
         n = len(target)
         if n + 1 > seq_len:
             raise ValueError(
                 f"example {i}: target of {n} tokens does not fit seq_len={seq_len} with a prompt"
             )
         _place(out["input_ids"][row], out["attention_mask"][row], examples.prompts[i], target)
-        # Position t predicts token t + 1; the target occupies the last n positions.
-        out["labels"][row, seq_len - n - 1 : seq_len - 1] = target
-        out["loss_mask"][row, seq_len - n - 1 : seq_len - 1] = True
-        out["weights"][row, seq_len - n - 1 : seq_len - 1] = w
         if counterfactual:
-            cf = examples.counterfactual_prompts
-            if cf is None:
-                raise ValueError("assemble_batch: examples have no counterfactual prompts")
-            _place(out["cf_input_ids"][row], out["cf_attention_mask"][row], cf[i], target)
+            cf = examples.counterfactual_prompts[i]
+            _place(out["cf_input_ids"][row], out["cf_attention_mask"][row], cf, target)
+        if not pad_row:  # the target occupies the last n positions
+            out["labels"][row, seq_len - n :] = target
+            out["weights"][row, seq_len - n :] = examples.weights[i]
     return out
 
 
@@ -189,61 +201,3 @@ def assemble_prompts(
         ids[row, seq_len - len(p) :] = p
         mask[row, seq_len - len(p) :] = True
     return ids, mask
-
-
-class BatchIterator:
-    """Endless shuffled batches over a split, reshuffled every epoch, with a resumable position.
-
-    `get_state()/set_state()` follow the loop's `DataIterator` protocol (JSON-serialisable), so a
-    resumed run continues with the same batch order.
-    """
-
-    def __init__(
-        self,
-        examples: TokenizedExamples,
-        batch_size: int,
-        seq_len: int,
-        *,
-        pad_id: int,
-        seed: int = 0,
-        counterfactual: bool = False,
-        shuffle: bool = True,
-    ):
-        if batch_size > len(examples):
-            raise ValueError(f"batch_size={batch_size} exceeds the {len(examples)} examples")
-        self.examples, self.batch_size, self.seq_len = examples, batch_size, seq_len
-        self.pad_id, self.seed, self.counterfactual = pad_id, seed, counterfactual
-        self.shuffle = shuffle
-        self.steps_per_epoch = len(examples) // batch_size  # drop the ragged tail
-        self._epoch, self._pos = 0, 0
-        self._cached: tuple[int, np.ndarray] | None = None
-
-    def _order(self) -> np.ndarray:
-        if self._cached is None or self._cached[0] != self._epoch:
-            n = len(self.examples)
-            rng = np.random.default_rng([self.seed, self._epoch])
-            self._cached = (self._epoch, rng.permutation(n) if self.shuffle else np.arange(n))
-        return self._cached[1]
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        if self._pos >= self.steps_per_epoch:
-            self._epoch, self._pos = self._epoch + 1, 0
-        start = self._pos * self.batch_size
-        idx = self._order()[start : start + self.batch_size]
-        self._pos += 1
-        return assemble_batch(
-            self.examples,
-            idx,
-            self.seq_len,
-            pad_id=self.pad_id,
-            counterfactual=self.counterfactual,
-        )
-
-    def get_state(self) -> dict:
-        return {"epoch": self._epoch, "pos": self._pos}
-
-    def set_state(self, state: dict) -> None:
-        self._epoch, self._pos = int(state["epoch"]), int(state["pos"])

@@ -12,7 +12,7 @@ import numpy as np
 from jaxmethods.data import amazon2018
 from jaxmethods.data.amazon2018 import Sample
 from jaxmethods.data.synthetic_catalog import synthetic_amazon
-from jaxmethods.methods.igd.config import DataConfig, IGDConfig, ModelConfig
+from jaxmethods.methods.igd.config import DataConfig, IGDConfig
 from jaxmethods.methods.igd.dataset import TokenizedExamples, tokenize_samples
 from jaxmethods.methods.igd.prompt import (
     category_name,
@@ -21,6 +21,7 @@ from jaxmethods.methods.igd.prompt import (
     user_input_text,
 )
 from jaxmethods.methods.igd.trie import ItemTrie
+from jaxmethods.models.backbone import BackboneConfig
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,12 @@ def load_splits(cfg: DataConfig, workdir: str) -> Splits:
     )
 
 
-def build_tokenizer(cfg: ModelConfig, splits: Splits, cat: str):
+def build_tokenizer(cfg: BackboneConfig, splits: Splits, cat: str):
     """The backbone's tokenizer, or a tiny BPE trained on the prompt template and all titles."""
-    if cfg.source == "pretrained":
+    if not cfg.is_tiny:
         from jaxmethods.hf import load_tokenizer
 
-        return load_tokenizer(cfg.path)
+        return load_tokenizer(cfg.tokenizer_path)
     from jaxmethods.data.tokenizer import build_tiny_tokenizer
 
     history = [s.history_item_title for s in splits.train[:200]]

@@ -2,82 +2,68 @@
 
 The same reward family with K = 1 (a single linear reward on the scaled embedding), trained with
 the BT loss on the train pools of all users, i.e. on every pair MRM sees for meta-training or
-per-user adaptation, and evaluated with no per-user adaptation.
+per-user adaptation, and evaluated with no per-user adaptation. Trained by
+`jaxmethods.train.fit` over a shuffled pair stream (`jaxmethods.data.pipeline.step_stream`).
 """
 
 from __future__ import annotations
 
-import jax
 import numpy as np
-import optax
 from flax import nnx
 
-from jaxmethods.data.preferences import TRAIN, PreferenceCorpus
+from jaxmethods.data.pipeline import step_stream
+from jaxmethods.data.preferences import TRAIN
 from jaxmethods.losses import bradley_terry_loss
-from jaxmethods.methods.mrm.config import BaselineConfig, ModelConfig
+from jaxmethods.methods.mrm.config import MRMConfig
 from jaxmethods.methods.mrm.evaluate import evaluate
 from jaxmethods.methods.mrm.objective import base_rewards, split_model
+from jaxmethods.methods.mrm.peers import PeerContext, build, fit_on_embeddings
 from jaxmethods.models.personalized_reward import PersonalizedReward
-from jaxmethods.train.mesh import data_sharding, replicated
 from jaxmethods.train.meta import InnerLoopConfig
-from jaxmethods.train.state import TrainState
-from jaxmethods.train.step import make_train_step
 
 
-def train_global_bt(
-    corpus: PreferenceCorpus,
-    embeddings: jax.Array,
-    seen: np.ndarray,
-    unseen: np.ndarray,
-    model_cfg: ModelConfig,
-    cfg: BaselineConfig,
-    mesh,
-    *,
-    seed: int = 0,
-    worst_frac: float = 0.1,
-) -> dict:
-    """Trains the global BT model and returns its seen/unseen/overall user-level accuracy."""
-    model = PersonalizedReward(
-        corpus.dim, (1,), scale=model_cfg.scale, use_bias=model_cfg.use_bias, rngs=nnx.Rngs(seed)
-    )
+def pair_collate(corpus, pairs: np.ndarray):
+    """Record indices [B] (-1 = padding) -> {"chosen", "rejected": [B] embedding rows, "mask"}."""
+
+    def collate(idx: np.ndarray) -> dict:
+        valid = idx >= 0
+        p = pairs[np.where(valid, idx, 0)]
+        return {"chosen": corpus.chosen[p], "rejected": corpus.rejected[p], "mask": valid}
+
+    return collate
+
+
+def train_global_bt(cfg: MRMConfig, ctx: PeerContext, workdir: str) -> dict:
+    """Trains the global BT model in `workdir` and returns its user-level accuracies."""
+    b, corpus = cfg.baseline, ctx.corpus
+    model = build(
+        lambda: PersonalizedReward(
+            corpus.dim, (1,), scale=cfg.model.scale, use_bias=cfg.model.use_bias,
+            rngs=nnx.Rngs(ctx.seed),
+        )
+    )  # fmt: skip
     graphdef, params = split_model(model)
-    tx = optax.adam(cfg.lr)
 
-    def loss_fn(params, emb, batch, rng):
+    def loss_fn(params, embeddings, batch, rng):
         del rng
-        chosen, rejected, mask = batch
-        r = lambda rows: base_rewards(graphdef, params, emb[rows])[..., 0]
-        loss = bradley_terry_loss(r(chosen), r(rejected), mask)
-        return loss, {}
+        r = lambda rows: base_rewards(graphdef, params, embeddings[rows])[..., 0]
+        return bradley_terry_loss(r(batch["chosen"]), r(batch["rejected"]), batch["mask"]), {}
 
-    rep = replicated(mesh)
-    step = jax.jit(
-        make_train_step(loss_fn, tx),
-        in_shardings=(rep, rep, data_sharding(mesh)),
-        out_shardings=(rep, rep),
-        donate_argnums=(0,),
-    )
-    state = jax.device_put(TrainState.create(params, tx, seed), rep)
     pairs = np.flatnonzero(corpus.pair_split == TRAIN)
-    rng = np.random.default_rng(seed)
-    bs = cfg.batch_size
-    for _ in range(cfg.epochs):
-        order = rng.permutation(pairs)
-        for s in range(0, len(order), bs):
-            idx = order[s : s + bs]
-            valid = np.arange(bs) < len(idx)
-            idx = np.resize(idx, bs)
-            batch = (corpus.chosen[idx], corpus.rejected[idx], valid)
-            state, _ = step(state, embeddings, batch)
-    inner = InnerLoopConfig(steps=0)
+    stream = step_stream(
+        len(pairs), pair_collate(corpus, pairs), micro_batch_size=b.batch_size, seed=ctx.seed,
+        prefetch=0,
+    )  # fmt: skip
+    result = fit_on_embeddings(cfg, ctx, b, params, stream, workdir, "baseline", loss_fn=loss_fn)
     return evaluate(
         graphdef,
-        state.params,
-        embeddings,
+        result.state.params,
+        ctx.embeddings,
         corpus,
-        seen,
-        unseen,
-        inner,
+        ctx.seen,
+        ctx.unseen,
+        InnerLoopConfig(steps=0),
         inner_steps=0,
-        worst_frac=worst_frac,
+        worst_frac=cfg.eval.worst_frac,
+        chunk=cfg.eval.user_chunk,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,8 @@ from jaxmethods.losses import masked_mean
 from jaxmethods.methods.mrm.objective import base_rewards, make_pair_loss
 from jaxmethods.methods.mrm.tasks import round_up
 from jaxmethods.train.meta import InnerLoopConfig, adapt
+
+SHAPE_BUCKET = 32  # users and pairs per user are padded to multiples of this at evaluation
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -35,8 +38,7 @@ def _adapted_accuracy(graphdef, inner: InnerLoopConfig, params, phi, train, test
         if inner.steps > 0:
             theta = adapt(theta, None, (phi[c], phi[r], m), pair_loss, inner)
         w = nnx.merge(graphdef, theta, params["base"]).weights()
-        correct = (phi[tc] @ w > phi[tr] @ w).astype(jnp.float32)
-        return masked_mean(correct, tm)
+        return pair_accuracy(phi[tc] @ w - phi[tr] @ w, tm)
 
     return jax.vmap(one)(train, test)
 
@@ -53,30 +55,61 @@ def user_accuracies(
 ) -> np.ndarray:
     """[len(users)] accuracy on each user's test pairs after `inner.steps` adaptation steps on its
     train pairs (no meta-gradient); NaN for users without test pairs."""
+    fn = lambda train, test, _pos: _adapted_accuracy(graphdef, inner, params, phi, train, test)
+    return map_users(fn, corpus, users, chunk=chunk)
+
+
+def map_users(
+    fn: Callable[[tuple, tuple, np.ndarray], jax.Array],
+    corpus: PreferenceCorpus,
+    users: np.ndarray,
+    *,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """Applies a per-user-batch accuracy function over `users` in fixed-size chunks.
+
+    Args:
+      fn: `(train, test, positions) -> [U] accuracy`, with `train`/`test` = (chosen [U, P],
+        rejected [U, P], mask [U, P]) embedding rows of each user's train / test pairs and
+        `positions` [U] int32 the users' positions in `users` (for per-user parameter tables).
+      users: user indices into the corpus.
+    Returns:
+      [len(users)] float accuracies; NaN for users without test pairs.
+    """
     users = np.asarray(users)
     train = pair_rows(corpus, user_split_pairs(corpus, users, TRAIN))
     test = pair_rows(corpus, user_split_pairs(corpus, users, TEST))
-    width_train = round_up(max((len(c) for c, _ in train), default=1))
-    width_test = round_up(max((len(c) for c, _ in test), default=1))
+    # Widths from the whole corpus in coarse buckets, so seen and unseen users, MRM and its
+    # peers share compiled shapes.
+    width_train, width_test = (
+        round_up(_max_pairs_per_user(corpus, split), SHAPE_BUCKET) for split in (TRAIN, TEST)
+    )
+    size = chunk if len(users) > chunk else round_up(len(users), SHAPE_BUCKET)
+    positions = np.arange(len(users), dtype=np.int32)
     out = []
     for s in range(0, len(users), chunk):
         rows_train = train[s : s + chunk]
         rows_test = test[s : s + chunk]
-        pad = chunk - len(rows_train) if len(users) > chunk else 0
+        pos = positions[s : s + chunk]
+        pad = size - len(rows_train)
         rows_train = rows_train + [rows_train[0]] * pad
         rows_test = rows_test + [rows_test[0]] * pad
-        acc = _adapted_accuracy(
-            graphdef,
-            inner,
-            params,
-            phi,
-            pad_pairs(rows_train, width_train),
-            pad_pairs(rows_test, width_test),
-        )
-        out.append(np.asarray(acc)[: len(acc) - pad])
+        pos = np.concatenate([pos, np.full((pad,), pos[0], np.int32)])
+        acc = fn(pad_pairs(rows_train, width_train), pad_pairs(rows_test, width_test), pos)
+        out.append(np.asarray(acc)[: size - pad])
     acc = np.concatenate(out) if out else np.zeros((0,), np.float32)
-    has_test = np.array([len(c) > 0 for c, _ in test])
+    has_test = np.array([len(c) > 0 for c, _ in test], dtype=bool)
     return np.where(has_test, acc, np.nan)
+
+
+def _max_pairs_per_user(corpus: PreferenceCorpus, split: int) -> int:
+    users = corpus.pair_user[corpus.pair_split == split]
+    return int(np.bincount(users).max()) if users.size else 1
+
+
+def pair_accuracy(margin: jax.Array, mask: jax.Array) -> jax.Array:
+    """Share of valid pairs with r(chosen) > r(rejected): margin [..., P], mask [..., P] -> [...]."""
+    return masked_mean((margin > 0).astype(jnp.float32), mask, axis=-1)
 
 
 def summarize(seen_acc: np.ndarray, unseen_acc: np.ndarray, worst_frac: float = 0.1) -> dict:

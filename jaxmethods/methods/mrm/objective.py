@@ -96,13 +96,12 @@ def meta_objective(
 
 
 def make_meta_grad_fn(graphdef: nnx.GraphDef, meta: MetaConfig) -> Callable:
-    """`grad_fn(params, frozen, batch, rng)` for `jaxmethods.train.step.make_train_step`."""
+    """`grad_fn(params, embeddings, batch, rng)` for `jaxmethods.train.fit` (`embeddings` [N, D]
+    is the frozen response-embedding table, the trainer's `constants`)."""
 
-    def grad_fn(params, frozen, batch, rng):
+    def grad_fn(params, embeddings, batch, rng):
         del rng
-        objective = lambda th, b, fo: meta_objective(
-            graphdef, meta, th, b, fo, batch, frozen["embeddings"]
-        )
+        objective = lambda th, b, fo: meta_objective(graphdef, meta, th, b, fo, batch, embeddings)
         (value, aux), (g_theta, g_base) = meta_value_and_grad(
             objective, params["theta_w"], params["base"], meta.hypergrad
         )

@@ -1,4 +1,5 @@
-"""MRM end to end: data -> meta-training (sharded, checkpointed, resumable) -> evaluation."""
+"""MRM end to end: data -> meta-training on the shared trainer -> evaluation, beside the global
+BT baseline and the personalized peers, optionally repeated over re-split users."""
 
 from __future__ import annotations
 
@@ -7,29 +8,30 @@ import os
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from jaxmethods.data.preferences import PreferenceCorpus, load_corpus
 from jaxmethods.data.synthetic_prefs import make_synthetic_corpus
+from jaxmethods.data.user_splits import apply_protocol
 from jaxmethods.methods.mrm.baseline import train_global_bt
 from jaxmethods.methods.mrm.config import DataConfig, MRMConfig, from_config_dict
 from jaxmethods.methods.mrm.evaluate import evaluate
 from jaxmethods.methods.mrm.objective import make_meta_grad_fn, split_model
+from jaxmethods.methods.mrm.peers import PeerContext, build, run_peers
+from jaxmethods.methods.mrm.report import aggregate, format_table
 from jaxmethods.methods.mrm.tasks import MetaTaskIterator
 from jaxmethods.models.personalized_reward import PersonalizedReward
-from jaxmethods.train.checkpoint import Checkpointer
-from jaxmethods.train.loop import train_loop
-from jaxmethods.train.mesh import data_sharding, make_mesh
-from jaxmethods.train.metrics import MetricWriter
-from jaxmethods.train.sharding import param_shardings
-from jaxmethods.train.state import TrainState
-from jaxmethods.train.step import jit_train_step, make_train_step, state_shardings
+from jaxmethods.train.loop import Eval
+from jaxmethods.train.mesh import make_mesh
+from jaxmethods.train.metrics import make_summary, read_jsonl, write_text_atomic
+from jaxmethods.train.trainer import fit, shard_and_place
 
 log = logging.getLogger(__name__)
 
 
-def load_data(cfg: DataConfig) -> PreferenceCorpus:
+def load_data(cfg: DataConfig, repeat: int = 0) -> PreferenceCorpus:
+    """The corpus of repeat `repeat`: the same users and pairs, split with seed `cfg.seed + repeat`."""
+    split_seed = cfg.seed + repeat
     if cfg.source == "synthetic":
         corpus, _ = make_synthetic_corpus(
             cfg.num_users,
@@ -42,21 +44,15 @@ def load_data(cfg: DataConfig) -> PreferenceCorpus:
             mixture_concentration=cfg.mixture_concentration,
             direction_cosine=cfg.direction_cosine,
             feature_scale=cfg.feature_scale,
+            split_seed=split_seed,
         )
         return corpus
-    return load_corpus(cfg.path)
-
-
-def outer_optimizer(cfg: MRMConfig, total_steps: int) -> optax.GradientTransformation:
-    """Adam with linear warmup and cosine decay to 0 (transformers' cosine-with-warmup), after
-    global-norm clipping, as in the authors' outer loop."""
-    o = cfg.optim
-    warmup = int(o.warmup_ratio * total_steps)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, o.lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1), end_value=0.0
-    )
-    return optax.chain(
-        optax.clip_by_global_norm(o.clip_norm), optax.adam(schedule, b1=o.b1, b2=o.b2, eps=o.eps)
+    return apply_protocol(
+        load_corpus(cfg.path),
+        cfg.protocol,
+        seed=split_seed,
+        seen_train_limit=cfg.seen_train_limit,
+        unseen_train_limit=cfg.unseen_train_limit,
     )
 
 
@@ -71,133 +67,106 @@ def best_eval(rows: list[dict]) -> dict:
     }
 
 
-def run(config, workdir: str) -> dict:
-    cfg = from_config_dict(config)
-    mesh = make_mesh(cfg.mesh)
-    corpus = load_data(cfg.data)
-    seen, unseen = corpus.seen_unseen(cfg.data.seed)
-    log.info("%d seen and %d unseen users, %d pairs", len(seen), len(unseen), corpus.num_pairs)
+def make_context(cfg: MRMConfig, mesh, repeat: int) -> PeerContext:
+    corpus = load_data(cfg.data, repeat)
+    seen, unseen = corpus.seen_unseen(cfg.data.seed + repeat)
+    log.info(
+        "repeat %d: %d seen and %d unseen users, %d pairs",
+        repeat, len(seen), len(unseen), corpus.num_pairs,
+    )  # fmt: skip
+    table = corpus.embeddings.astype(jnp.dtype(cfg.data.embedding_dtype))
+    embeddings, _ = shard_and_place(table, mesh)
+    return PeerContext(
+        corpus, seen, unseen, embeddings, mesh, cfg.data.seed + repeat, cfg.seed + repeat
+    )
 
-    table = {"embeddings": corpus.embeddings.astype(jnp.dtype(cfg.data.embedding_dtype))}
-    emb_sharding = param_shardings(table, mesh)
-    embeddings = jax.device_put(table, emb_sharding)
 
-    model = PersonalizedReward(
-        corpus.dim,
-        cfg.model.hidden_layers,
-        scale=cfg.model.scale,
-        use_bias=cfg.model.use_bias,
-        rngs=nnx.Rngs(cfg.seed),
+def train_mrm(cfg: MRMConfig, ctx: PeerContext, workdir: str) -> dict:
+    """Meta-trains MRM in `workdir` (resumable); final, best and unadapted accuracies."""
+    model = build(
+        lambda: PersonalizedReward(
+            ctx.corpus.dim,
+            cfg.model.hidden_layers,
+            scale=cfg.model.scale,
+            use_bias=cfg.model.use_bias,
+            rngs=nnx.Rngs(ctx.seed),
+        )
     )
     graphdef, params = split_model(model)
     tasks = MetaTaskIterator(
-        corpus,
-        seen,
+        ctx.corpus,
+        ctx.seen,
         tasks_per_batch=cfg.meta.tasks_per_batch,
         val_ratio=cfg.data.val_ratio,
-        seed=cfg.data.seed,
+        seed=ctx.data_seed,
     )
     steps_per_epoch = tasks.batches_per_epoch
-    total_steps = cfg.epochs * steps_per_epoch
-    tx = outer_optimizer(cfg, total_steps)
-    state = TrainState.create(params, tx, cfg.seed)
-    shardings = state_shardings(state, param_shardings(params, mesh), mesh)
-    state = jax.device_put(state, shardings)
-    step_fn = jit_train_step(
-        make_train_step(None, tx, grad_fn=make_meta_grad_fn(graphdef, cfg.meta)),
-        mesh,
-        shardings,
-        data_sharding(mesh),
-        frozen_shardings=emb_sharding,
-    )
+
+    def evaluate_with(params, inner_steps: int) -> dict:
+        return evaluate(
+            graphdef, params, ctx.embeddings, ctx.corpus, ctx.seen, ctx.unseen, cfg.meta.inner,
+            inner_steps=inner_steps, worst_frac=cfg.eval.worst_frac, chunk=cfg.eval.user_chunk,
+        )  # fmt: skip
 
     def run_eval(state, step: int) -> dict:
-        metrics = evaluate(
-            graphdef,
-            state.params,
-            embeddings["embeddings"],
-            corpus,
-            seen,
-            unseen,
-            cfg.meta.inner,
-            inner_steps=cfg.eval.inner_steps,
-            worst_frac=cfg.eval.worst_frac,
-            chunk=cfg.eval.user_chunk,
-        )
-        return {f"eval/{k}": v for k, v in metrics.items()} | {"epoch": step // steps_per_epoch}
+        return evaluate_with(state.params, cfg.eval.inner_steps) | {
+            "epoch": step // steps_per_epoch
+        }
 
-    checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"),
-        save_every=cfg.checkpoint_every,
-        keep=cfg.keep_checkpoints,
-    )
-    result = train_loop(
-        step_fn=step_fn,
-        state=state,
-        frozen=embeddings,
+    result = fit(
+        grad_fn=make_meta_grad_fn(graphdef, cfg.meta),
+        params=params,
+        optim=cfg.optim,
+        num_steps=cfg.epochs * steps_per_epoch,
         batches=tasks,
-        num_steps=total_steps,
+        mesh=ctx.mesh,
         workdir=workdir,
-        batch_sharding=data_sharding(mesh),
-        checkpointer=checkpointer,
-        log_every=cfg.log_every,
-        eval_fn=run_eval,
-        eval_every=cfg.eval.every_epochs * steps_per_epoch,
+        constants=ctx.embeddings,
+        loop=cfg.loop,
+        evals={"eval": Eval(run_eval, every=steps_per_epoch * cfg.eval.every_epochs)},
+        seed=ctx.seed,
         items_per_step=cfg.meta.tasks_per_batch,
         item_name="users",
-        progress=cfg.progress,
         desc=cfg.name,
     )
-    checkpointer.close()
-    final = result.last_eval or run_eval(result.state, result.step)
-    no_adapt = evaluate(
-        graphdef,
-        result.state.params,
-        embeddings["embeddings"],
-        corpus,
-        seen,
-        unseen,
-        cfg.meta.inner,
-        inner_steps=0,
-        worst_frac=cfg.eval.worst_frac,
-    )
-    summary = {
-        "method": "mrm",
+    final = result.last_eval or {
+        f"eval/{k}": v for k, v in run_eval(result.state, result.step).items()
+    }
+    no_adapt = evaluate_with(result.state.params, 0)
+    return {
         "step": result.step,
         "epochs": cfg.epochs,
         "resumed_from": result.resumed_from,
         "train_time_s": result.train_time_s,
-        **{k: v for k, v in final.items() if k.startswith("eval/")},
+        **final,
         **{f"no_adapt/{k}": v for k, v in no_adapt.items()},
-        **best_eval(MetricWriter(workdir).read()),
+        **best_eval(read_jsonl(os.path.join(workdir, "metrics.jsonl"))),
     }
+
+
+def run_repeat(cfg: MRMConfig, mesh, repeat: int, workdir: str) -> dict:
+    """MRM, the baseline and the peers on one split (`seed + repeat`), all in `workdir`."""
+    ctx = make_context(cfg, mesh, repeat)
+    metrics = train_mrm(cfg, ctx, workdir)
     if cfg.baseline.enabled:
-        base = train_global_bt(
-            corpus,
-            embeddings["embeddings"],
-            seen,
-            unseen,
-            cfg.model,
-            cfg.baseline,
-            mesh,
-            seed=cfg.seed,
-            worst_frac=cfg.eval.worst_frac,
-        )
-        summary |= {f"baseline/{k}": v for k, v in base.items()}
+        base = train_global_bt(cfg, ctx, os.path.join(workdir, "baseline"))
+        metrics |= {f"baseline/{k}": v for k, v in base.items()}
+    return metrics | run_peers(cfg, ctx, os.path.join(workdir, "peers"))
+
+
+def run(config, workdir: str) -> dict:
+    cfg = from_config_dict(config)
+    mesh = make_mesh(cfg.mesh)
+    if cfg.repeats == 1:
+        metrics = run_repeat(cfg, mesh, 0, workdir)
+        artifacts = {"checkpoints": os.path.join(workdir, "checkpoints")}
+    else:
+        dirs = [os.path.join(workdir, f"repeat_{r}") for r in range(cfg.repeats)]
+        metrics = aggregate([run_repeat(cfg, mesh, r, d) for r, d in enumerate(dirs)])
+        metrics["repeats"] = cfg.repeats
+        artifacts = {f"repeat_{r}": d for r, d in enumerate(dirs)}
+    table = format_table(metrics, cfg.peers, cfg.eval.worst_frac, repeats=cfg.repeats)
     if jax.process_index() == 0:
-        print(format_table(summary, cfg))
-    return summary
-
-
-def format_table(summary: dict, cfg: MRMConfig) -> str:
-    worst = f"worst{round(cfg.eval.worst_frac * 100)}_acc"
-    cols = ("seen_acc", "unseen_acc", "overall_acc", worst)
-    rows = [("MRM (adapted)", "eval/"), ("MRM meta-init, no adaptation", "no_adapt/")]
-    if "baseline/overall_acc" in summary:
-        rows.append(("global Bradley-Terry baseline", "baseline/"))
-    head = f"{'user-level accuracy':34s}" + "".join(f"{c:>14s}" for c in cols)
-    lines = [head, "-" * len(head)]
-    for label, prefix in rows:
-        vals = [summary.get(prefix + c, float("nan")) for c in cols]
-        lines.append(f"{label:34s}" + "".join(f"{v:14.4f}" for v in vals))
-    return "\n".join(lines)
+        print(table)
+        artifacts["table"] = write_text_atomic(os.path.join(workdir, "mrm_table.md"), table + "\n")
+    return make_summary({"method": "mrm", **metrics}, tables={"mrm": table}, artifacts=artifacts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxmethods.data.pipeline import epoch_permutation
 from jaxmethods.data.preferences import TRAIN, PreferenceCorpus
 from jaxmethods.data.user_splits import epoch_support_query, pad_pairs, pair_rows, user_split_pairs
 
@@ -16,14 +17,16 @@ def round_up(n: int, multiple: int = 8) -> int:
 class MetaTaskIterator:
     """Meta-batches of `tasks_per_batch` seen users as padded embedding-row indices.
 
-    Epoch e (1-based) visits the seen users in a seeded random order (the original uses a torch
-    DataLoader with shuffle=True, whose order cannot be reproduced outside torch); the user at
+    Epoch e (1-based) visits the seen users in the order `epoch_permutation(n, seed, e - 1)`, the
+    project's one epoch shuffle (the original uses a torch DataLoader with shuffle=True, whose
+    order cannot be reproduced outside torch); the user at
     seen position i gets the split `support_query_split(seed, index=i, epoch=e)`. The last,
     partial meta-batch of an epoch is padded with copies of its first task and
     `task_mask = False`, so every step has the same shapes (no recompiles).
 
-    Each batch: `support`/`query` = (chosen [T, P], rejected [T, P], mask [T, P]) and
-    `task_mask` [T]. The state is `(epoch, batch)`, so resuming is exact.
+    Each batch: `support`/`query` = (chosen [T, P], rejected [T, P], mask [T, P]),
+    `task_mask` [T] and `user` [T] (int32 positions in `seen`, for per-user parameter tables of
+    the peer models). The state is `(epoch, batch)`, so resuming is exact.
     """
 
     def __init__(
@@ -62,7 +65,7 @@ class MetaTaskIterator:
             support, query = epoch_support_query(
                 self.corpus, self.seen, seed=self.seed, epoch=self.epoch, val_ratio=self.val_ratio
             )
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.seen))
+            order = epoch_permutation(len(self.seen), seed=self.seed, epoch=self.epoch - 1)
             self._view = (order, pair_rows(self.corpus, support), pair_rows(self.corpus, query))
             self._cached_epoch = self.epoch
         return self._view
@@ -80,4 +83,5 @@ class MetaTaskIterator:
             "support": pad_pairs([support[i] for i in positions], self.max_pairs),
             "query": pad_pairs([query[i] for i in positions], self.max_pairs),
             "task_mask": np.arange(t) < n_valid,
+            "user": np.asarray(positions, np.int32),
         }

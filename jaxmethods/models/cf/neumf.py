@@ -2,9 +2,10 @@
 
 ŷ(u, i) = h_gmf · (p_u ⊙ q_i) + h_mlp · MLP([p'_u ; q'_i]) + b           (NCF eq. 12)
 
-Layer sizes follow RecBole's defaults scaled with the embedding size d: GMF and MLP embeddings of
-size d, MLP [2d -> 2d -> d] (RecBole: 128 -> [128, 64] at d = 64), each layer dropout -> linear ->
-ReLU (RecBole `MLPLayers`), embeddings N(0, 0.01²), linear layers with PyTorch's default init.
+GMF and MLP embeddings have size d. The MLP widths are either scaled with d, [2d -> 2d -> d]
+(`hidden=()`, RecBole's 128 -> [128, 64] at d = 64), or fixed (`hidden=(128, 64)`, RecBole's
+`mlp_hidden_size` at every d, which keeps the MLP small at d = 2^14 .. 2^15). Each layer is
+dropout -> linear -> ReLU (RecBole `MLPLayers`), embeddings N(0, 0.01²), linear layers with PyTorch's default init.
 The first MLP kernel is stored as two halves (`mlp0_user`, `mlp0_item`), which is the same linear
 map as one kernel on the concatenation but keeps zero-padding to a wider d a corner operation.
 """
@@ -28,18 +29,20 @@ def init_neumf(
     n_items: int,
     dim: Size,
     padded_dim: int | None = None,
-    hidden_mult: tuple[int, ...] = HIDDEN_MULT,
+    hidden: tuple[int, ...] = (),
 ) -> dict[str, jax.Array]:
-    """Parameters of size `dim` (int or traced), zero-padded to `padded_dim`; hidden sizes scale
-    with both. The first layer's halves share the bound of the full fan-in 2d."""
+    """Parameters of size `dim` (int or traced), zero-padded to `padded_dim`. With `hidden=()`
+    the MLP widths are HIDDEN_MULT times d (padded: times `padded_dim`); otherwise they are the
+    fixed `hidden` widths. The first layer's halves share the bound of the full fan-in 2d."""
     pd = int(dim) if padded_dim is None else padded_dim
+    hidden_mult = HIDDEN_MULT if not hidden else tuple(hidden)
     keys = iter(jax.random.split(key, 8 + len(hidden_mult)))
     params = {}
     for name, n in (("user", n_users), ("item", n_items)):
         for branch in ("gmf", "mlp"):
             params[f"{name}_{branch}_emb"] = normal_table(next(keys), n, dim, pd, std=0.01)
-    sizes = [m * dim for m in hidden_mult]
-    padded = [m * pd for m in hidden_mult]
+    sizes = [m * dim for m in hidden_mult] if not hidden else list(hidden)
+    padded = [m * pd for m in hidden_mult] if not hidden else list(hidden)
     params["mlp0_user"], params["mlp0_bias"] = torch_linear(
         next(keys), dim, sizes[0], pd, padded[0], bound_fan_in=2 * dim
     )
@@ -111,6 +114,6 @@ def neumf_scorer(params: dict[str, jax.Array]) -> Callable[[jax.Array], jax.Arra
     return score
 
 
-def neumf_hidden_width(padded_dim: int, hidden_mult: tuple[int, ...] = HIDDEN_MULT) -> int:
+def neumf_hidden_width(padded_dim: int, hidden: tuple[int, ...] = ()) -> int:
     """The widest per-(user, item) activation of the scorer, for sizing evaluation chunks."""
-    return max(hidden_mult) * padded_dim
+    return max(hidden) if hidden else max(HIDDEN_MULT) * padded_dim

@@ -1,4 +1,4 @@
-"""Model, tokenizer and data for a BalDRO run (tiny synthetic, TOFU or MUSE)."""
+"""Model, tokenizer and data of a BalDRO run (tiny synthetic, TOFU or MUSE)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from jaxmethods.data.muse import chunk_corpus, load_muse
 from jaxmethods.data.synthetic_authors import synthetic_tofu, write_tofu_folder
 from jaxmethods.data.tofu import HF_ID, LLAMA2_CHAT_TEMPLATE, load_tofu, tokenize_rows
 from jaxmethods.data.tokenizer import build_tiny_tokenizer
-from jaxmethods.losses import token_cross_entropy, token_cross_entropy_from_hidden
 from jaxmethods.methods.baldro.config import BalDROConfig
 from jaxmethods.models.backbone import build_backbone
+from jaxmethods.models.causal_lm import causal_lm_token_ce
 from jaxmethods.models.decoder import DecoderLM
 
 log = logging.getLogger(__name__)
@@ -63,15 +63,16 @@ def synthetic_splits(cfg: BalDROConfig, workdir: str) -> tuple[dict[str, list[di
 
 
 def build_tokenizer(cfg: BalDROConfig, corpus: list[str] | None) -> Any:
-    if cfg.model.source == "tiny":
+    """The tiny BPE tokenizer trained on `corpus` (source "tiny") or the checkpoint's."""
+    if cfg.model.is_tiny:
         return build_tiny_tokenizer(corpus, vocab_size=cfg.model.vocab_size)
     from jaxmethods.hf import load_tokenizer
 
-    return load_tokenizer(cfg.model.tokenizer or cfg.model.source)
+    return load_tokenizer(cfg.model.tokenizer_path)
 
 
 def build_model(cfg: BalDROConfig, tokenizer: Any, mesh: jax.sharding.Mesh) -> DecoderLM:
-    return build_backbone(cfg.model.backbone(), tokenizer, mesh=mesh, seed=cfg.seed)
+    return build_backbone(cfg.model, tokenizer, mesh=mesh, seed=cfg.seed)
 
 
 def load_raw(cfg: BalDROConfig, workdir: str) -> dict[str, list[dict]]:
@@ -103,8 +104,9 @@ def load_run_data(cfg: BalDROConfig, tokenizer: Any, raw: dict[str, list[dict]])
     """Tokenised forget/retain examples and the evaluation rows of the configured benchmark."""
     d = cfg.data
     if d.benchmark == "muse":
+        # The authors' PretrainingDataset: max_length-token chunks kept as BOS + max_length.
         chunks = lambda key: chunk_corpus(
-            tokenizer, [r["text"] for r in raw[key]], max_length=d.max_length - 1
+            tokenizer, [r["text"] for r in raw[key]], max_length=d.max_length
         )
         return RunData(
             forget=chunks("raw/forget"),
@@ -131,15 +133,14 @@ def load_run_data(cfg: BalDROConfig, tokenizer: Any, raw: dict[str, list[dict]])
 
 
 def make_token_ce(graphdef: nnx.GraphDef, logits_chunk_size: int = 0):
-    """token_ce(params, input_ids, attention_mask, shifted_labels) -> (ce [N, T], mask [N, T])."""
+    """token_ce(params, input_ids, attention_mask, labels) -> (ce [N, T], mask [N, T]): the
+    per-token CE of the decoder `graphdef` completed by `params`, labels in HF layout (unshifted,
+    -100 ignored; `causal_lm_token_ce` shifts them)."""
 
     def token_ce(params, input_ids, attention_mask, labels):
         model = nnx.merge(graphdef, params)
-        if logits_chunk_size > 0:
-            h = model.hidden_states(input_ids, attention_mask)
-            return token_cross_entropy_from_hidden(
-                h, model.lm_head_kernel(), labels, chunk_size=logits_chunk_size
-            )
-        return token_cross_entropy(model(input_ids, attention_mask), labels)
+        return causal_lm_token_ce(
+            model, input_ids, attention_mask, labels, chunk_size=logits_chunk_size
+        )
 
     return token_ce
