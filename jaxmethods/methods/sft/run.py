@@ -97,7 +97,10 @@ def run(config, workdir: str) -> dict:
     metrics = {"steps": result.step, "train/loss": result.last_metrics.get("loss", float("nan"))}
     if valid:
         first = result.eval_history[0] if result.eval_history else {}
-        metrics |= {k: v for k, v in result.last_eval.items()}
+        # The returned state (the best evaluated one under early stopping), evaluated again.
+        metrics |= {f"valid/{k}": v for k, v in valid_loss(result.state, result.step).items()}
+        if result.best_step is not None:
+            metrics["best_step"] = result.best_step
         metrics |= {
             f"start/{k}": v for k, v in first.items() if first.get("step") == 0 and k != "step"
         }
