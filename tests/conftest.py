@@ -12,3 +12,8 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", False)
+
+# Reference helpers shared across test folders (tests/cf_reference.py) import by module name.
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

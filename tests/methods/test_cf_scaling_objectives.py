@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from cf_reference import np_lightgcn, np_recbole_ssl
 
 from jaxmethods.losses import bpr_drop_loss, bpr_loss, sampled_bce_loss
 from jaxmethods.methods.cf_scaling.config import CFScalingConfig
@@ -62,33 +63,6 @@ def _run(name, batch, step=0):
     return params, ctx, loss, metrics, scores
 
 
-def _np_lightgcn(ego_u, ego_i, users, items, n_layers):
-    """Dense NumPy LightGCN over the (user, item) pairs given: Â = D^-1/2 A D^-1/2 (RecBole adds
-    1e-7 to D), E = mean_k Â^k E0."""
-    n_users, n_items = len(ego_u), len(ego_i)
-    a = np.zeros((n_users + n_items,) * 2)
-    a[users, n_users + items] = 1.0
-    a = a + a.T
-    d = np.power(a.sum(1) + 1e-7, -0.5)
-    adj = d[:, None] * a * d[None, :]
-    layers = [np.concatenate([ego_u, ego_i]).astype(np.float64)]
-    for _ in range(n_layers):
-        layers.append(adj @ layers[-1])
-    out = np.mean(layers, axis=0)
-    return out[:n_users], out[n_users:]
-
-
-def _np_ssl(sub1, sub2, ids, tau):
-    """RecBole `SGL.calc_ssl_loss` for one node type, before `ssl_weight`."""
-
-    def normalize(x):
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    e1, e2, all2 = normalize(sub1[ids]), normalize(sub2[ids]), normalize(sub2)
-    v1 = np.exp(np.sum(e1 * e2, axis=1) / tau)
-    return -np.sum(np.log(v1 / np.sum(np.exp(e1 @ all2.T / tau), axis=1)))
-
-
 def test_lightgcn_and_sgl_losses_match_recbole_formulas(setup):
     """RecBole's LightGCN.calculate_loss (mean BPR + 1e-5 EmbLoss) and SGL.calculate_loss
     (summed BPR + 1e-5 EmbLoss + 0.05 (ssl_user + ssl_item)), in NumPy on the unmasked rows."""
@@ -100,7 +74,7 @@ def test_lightgcn_and_sgl_losses_match_recbole_formulas(setup):
     for name, layers in (("lightgcn", 2), ("sgl", 3)):
         params, ctx, loss, _, scores = _run(name, batch)
         eu, ei = np.asarray(params["user_emb"], np.float64), np.asarray(params["item_emb"])
-        ur, ir = _np_lightgcn(eu, ei, rows[to_item], cols[to_item] - N_USERS, layers)
+        ur, ir = np_lightgcn(eu, ei, rows[to_item], cols[to_item] - N_USERS, layers)
         per = np.logaddexp(0.0, -(np.sum(ur[u] * ir[p], 1) - np.sum(ur[u] * ir[n], 1)))
         emb = sum(np.linalg.norm(x) for x in (eu[u], ei[p], ei[n])) / len(u)
         if name == "lightgcn":
@@ -109,9 +83,9 @@ def test_lightgcn_and_sgl_losses_match_recbole_formulas(setup):
             subs = []
             for v in np.asarray(ctx["views"]):
                 kept = to_item & (v > 0)
-                subs.append(_np_lightgcn(eu, ei, rows[kept], cols[kept] - N_USERS, layers))
+                subs.append(np_lightgcn(eu, ei, rows[kept], cols[kept] - N_USERS, layers))
             (u1, i1), (u2, i2) = subs
-            ssl = _np_ssl(u1, u2, u, 0.5) + _np_ssl(i1, i2, p, 0.5)
+            ssl = np_recbole_ssl(u1, u2, u, 0.5) + np_recbole_ssl(i1, i2, p, 0.5)
             want = per.sum() + 1e-5 * emb + 0.05 * ssl
         np.testing.assert_allclose(scores, ur @ ir.T, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(loss, want, rtol=1e-5)

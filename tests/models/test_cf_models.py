@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from cf_reference import np_lightgcn, np_recbole_ssl
 
 from jaxmethods.losses import bpr_loss
 from jaxmethods.models.cf import (
@@ -173,35 +174,6 @@ def test_mf_init_scales():
         init_embeddings(jax.random.PRNGKey(0), n_users=2, n_items=2, dim=2, init="he")
 
 
-def _np_view_representations(ego_u, ego_i, users, items, n_layers):
-    """LightGCN over the dense Â of the kept (user, item) pairs, as RecBole's SGL builds a view:
-    A = [[0, R], [R^T, 0]], Â = D^-1/2 A D^-1/2 (D + 1e-7), E = mean_k Â^k E0."""
-    n_users, n_items = len(ego_u), len(ego_i)
-    a = np.zeros((n_users + n_items,) * 2)
-    a[users, n_users + items] = 1.0
-    a = a + a.T
-    d = np.power(a.sum(1) + 1e-7, -0.5)
-    adj = d[:, None] * a * d[None, :]
-    x = np.concatenate([ego_u, ego_i]).astype(np.float64)
-    layers = [x]
-    for _ in range(n_layers):
-        layers.append(adj @ layers[-1])
-    out = np.mean(layers, axis=0)
-    return out[:n_users], out[n_users:]
-
-
-def _np_recbole_ssl(sub1, sub2, ids, tau):
-    """RecBole `SGL.calc_ssl_loss` for one node type (sum over the batch anchors)."""
-
-    def normalize(x):
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    e1, e2, all2 = normalize(sub1[ids]), normalize(sub2[ids]), normalize(sub2)
-    v1 = np.exp(np.sum(e1 * e2, axis=1) / tau)
-    v2 = np.sum(np.exp(e1 @ all2.T / tau), axis=1)
-    return -np.sum(np.log(v1 / v2))
-
-
 def test_sgl_contrastive_loss_matches_recbole_formula():
     rng = np.random.default_rng(2)
     users, items = rng.integers(0, N_USERS, 40), rng.integers(0, N_ITEMS, 40)
@@ -229,7 +201,7 @@ def test_sgl_contrastive_loss_matches_recbole_formula():
         n_inter = len(np.unique(users * N_ITEMS + items))
         assert kept.sum() == int(n_inter * 0.9)  # RecBole keeps int(E * (1 - ratio))
         subs.append(
-            _np_view_representations(
+            np_lightgcn(
                 np.asarray(params["user_emb"]),
                 np.asarray(params["item_emb"]),
                 rows[kept],
@@ -238,7 +210,5 @@ def test_sgl_contrastive_loss_matches_recbole_formula():
             )
         )
     (u1, i1), (u2, i2) = subs
-    want = _np_recbole_ssl(u1, u2, np.asarray(bu), 0.5) + _np_recbole_ssl(
-        i1, i2, np.asarray(bi), 0.5
-    )
+    want = np_recbole_ssl(u1, u2, np.asarray(bu), 0.5) + np_recbole_ssl(i1, i2, np.asarray(bi), 0.5)
     np.testing.assert_allclose(got, want, rtol=1e-5)
