@@ -1,5 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# pytest-xdist workers: XLA compiles on one core, so two workers use the two cores of CI.
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -25,7 +27,7 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -c "import jax, flax, optax, orbax.checkpoint, grain, transformers; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'transformers', transformers.__version__)"
-	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q -m "not slow and not gpu"; rc=$$?; \
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not slow and not gpu"; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests collected: failing"; exit 1; fi; exit $$rc
 
 clean:

@@ -23,6 +23,7 @@ import itertools
 import ml_collections
 
 from configs.common import apply_overrides, config_from, parse_arg
+from jaxmethods.eval.gibberish import GIBBERISH_CLASSIFIER
 from jaxmethods.methods.baldro.config import BalDROConfig
 from jaxmethods.methods.baldro.objective import ObjectiveConfig
 
@@ -170,6 +171,7 @@ def _tofu(c):
                    remat="full", logits_chunk_size=128)  # fmt: skip
     c.data.update(benchmark="tofu", forget_split="forget01", retain_split="retain99")
     c.eval.retain_logs_path = "saves/eval/tofu_Llama-2-7b-chat-hf_retain99/TOFU_EVAL.json"
+    c.eval.gibberish_classifier = GIBBERISH_CLASSIFIER
 
 
 def _muse(c):
@@ -179,6 +181,7 @@ def _muse(c):
     c.optim.update(weight_decay=0.0, schedule="constant", grad_accum=8)
     c.train.update(micro_batch_size=4, warmup_epochs=0.0)
     c.eval.update(retain_logs_path="", retrain_auc=MUSE_RETRAIN_AUC["News"], batch_size=8,
+                  gibberish_classifier="",
                   length=2048, prompt_length=1024, at_start=False)  # fmt: skip
 
 

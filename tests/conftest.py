@@ -1,6 +1,15 @@
-"""Test-wide setup: 4 fake CPU devices and no network, fixed before JAX initialises."""
+"""Test-wide setup: 4 fake CPU devices and no network, fixed before JAX initialises, and a
+persistent XLA compilation cache shared by the test processes.
 
+Many tests compile the same programs (every `run(...)` of a method jits fresh closures of the
+same step); with the on-disk cache XLA compiles each distinct program once per machine. The
+cache is keyed by the program, compile options and JAX version, so a hit is the same
+executable. `JAXMETHODS_TEST_JIT_CACHE=""` disables it; a path moves it.
+"""
+
+import getpass
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ["XLA_FLAGS"] = (
@@ -12,6 +21,16 @@ for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", False)
+
+_cache_dir = os.environ.get(
+    "JAXMETHODS_TEST_JIT_CACHE",
+    os.path.join(tempfile.gettempdir(), f"jaxmethods-test-jit-cache-{getpass.getuser()}"),
+)
+if _cache_dir:
+    jax.config.update("jax_compilation_cache_dir", _cache_dir)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", 4 * 1024**3)  # LRU eviction past 4 GiB
 
 # Reference helpers shared across test folders (tests/cf_reference.py) import by module name.
 import sys  # noqa: E402

@@ -8,6 +8,11 @@ Names are imported on first use (rouge-score/nltk and scipy load only when neede
 from jaxmethods._exports import lazy_exports
 
 _EXPORTS = {
+    "GIBBERISH_CLASSIFIER": "gibberish",
+    "TextClassifier": "gibberish",
+    "classifier_prob": "gibberish",
+    "gibberish_score": "gibberish",
+    "load_text_classifier": "gibberish",
     "sequence_statistics": "likelihood",
     "mia_auc": "mia",
     "min_k_scores": "mia",
@@ -19,6 +24,12 @@ _EXPORTS = {
     "build_full_sort_data": "ranking",
     "full_sort_metrics": "ranking",
     "hit_ndcg_at_k": "ranking",
+    "contains_match": "qa",
+    "exact_match": "qa",
+    "mean_and_stderr": "qa",
+    "normalize_answer": "qa",
+    "qa_scores": "qa",
+    "source_breakdown": "qa",
     "RougeScore": "rouge",
     "rouge1": "rouge",
     "rouge_l": "rouge",

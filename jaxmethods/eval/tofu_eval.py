@@ -9,7 +9,11 @@ Mirrors open-unlearning's TOFU metric set (`configs/eval/tofu_metrics`):
                          paraphrased answer as correct),
                        ra_* and wf_*  (real_authors_perturbed, world_facts_perturbed; probability
                          normalised over the options, TR with the answer as correct);
-  forget_Q_A_Prob / forget_Q_A_ROUGE   side metrics on the forget split.
+  forget_Q_A_Prob / forget_Q_A_ROUGE   side metrics on the forget split;
+  forget_Q_A_gibberish  mean probability that the forget-split generations (the ones
+                       forget_Q_A_ROUGE scores) are "clean" text under the gibberish classifier
+                       (`jaxmethods.eval.gibberish`); only with `settings.gibberish_classifier`
+                       set and its weights available, otherwise left out with one log line.
 ROUGE is ROUGE-L recall of the greedy generation (max 200 new tokens) against the answer, with
 rouge_score's tokenizer and Porter stemming as in the authors' scorer.
 """
@@ -24,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from jaxmethods.data.tofu import LLAMA2_CHAT_TEMPLATE, QATemplate, left_pad_prompts, tokenize_qa
+from jaxmethods.eval.gibberish import TextClassifier, gibberish_score
 from jaxmethods.eval.likelihood import sequence_statistics
 from jaxmethods.eval.rouge import rouge_l
 from jaxmethods.eval.unlearning import (
@@ -45,6 +50,8 @@ class TofuEvalSettings:
     batch_size: rows per likelihood / generation batch. length: padded QA length (512 in TOFU).
     prompt_length: padded prompt length for generation. max_new_tokens: 200 in TOFU.
     use_stemmer: Porter-stem ROUGE tokens (the authors' scorer does).
+    gibberish_classifier: path or hub id of the forget_Q_A_gibberish classifier
+      (`jaxmethods.eval.gibberish.GIBBERISH_CLASSIFIER` in the authors' setup); None skips it.
     """
 
     batch_size: int = 32
@@ -53,6 +60,7 @@ class TofuEvalSettings:
     max_new_tokens: int = 200
     use_stemmer: bool = True
     template: QATemplate = LLAMA2_CHAT_TEMPLATE
+    gibberish_classifier: str | None = None
 
 
 def _avg_nll(model, tokenizer, questions, answers, s: TofuEvalSettings) -> np.ndarray:
@@ -107,12 +115,21 @@ def greedy_answers(
 
 
 def rouge_recall(
-    model: nnx.Module, tokenizer: Any, rows: Sequence[Mapping], s: TofuEvalSettings
+    model: nnx.Module,
+    tokenizer: Any,
+    rows: Sequence[Mapping],
+    s: TofuEvalSettings,
+    generations: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Per-question ROUGE-L recall of the greedy answer against the reference answer."""
-    gens = greedy_answers(model, tokenizer, [r["question"] for r in rows], s)
+    """Per-question ROUGE-L recall of the greedy answer against the reference answer
+    (`generations`: the greedy answers when already computed)."""
+    if generations is None:
+        generations = greedy_answers(model, tokenizer, [r["question"] for r in rows], s)
     return np.asarray(
-        [rouge_l(r["answer"], g, use_stemmer=s.use_stemmer).recall for r, g in zip(rows, gens)]
+        [
+            rouge_l(r["answer"], g, use_stemmer=s.use_stemmer).recall
+            for r, g in zip(rows, generations)
+        ]
     )
 
 
@@ -135,6 +152,7 @@ def evaluate_tofu(
     retain_truth_ratios: np.ndarray | None = None,
     settings: TofuEvalSettings = TofuEvalSettings(),
     with_rouge: bool = True,
+    gibberish: TextClassifier | None = None,
 ) -> dict[str, Any]:
     """All TOFU numbers for one model.
 
@@ -147,10 +165,13 @@ def evaluate_tofu(
       retain_truth_ratios: the retain model's per-question forget TRs (TOFU_EVAL.json); without
         them forget_quality is None.
       with_rouge: generate for the ROUGE terms (set False for a likelihood-only pass; the model
-        utility is then None).
+        utility and forget_Q_A_gibberish are then None).
+      gibberish: a loaded gibberish classifier (else `settings.gibberish_classifier` is loaded,
+        once per process; None when neither is given or the weights are unavailable).
     Returns:
       a dict with "forget_quality", "model_utility", the nine utility terms, "forget_Truth_Ratio",
-      "forget_Q_A_Prob", "forget_Q_A_ROUGE" and "forget_truth_ratio_values" (a list).
+      "forget_Q_A_Prob", "forget_Q_A_ROUGE", "forget_Q_A_gibberish" (None when skipped) and
+      "forget_truth_ratio_values" (a list).
     """
     s = settings
     need = [f"{forget_config}_perturbed", "retain_perturbed", "real_authors_perturbed",
@@ -199,8 +220,14 @@ def evaluate_tofu(
         out["wf_Q_A_ROUGE"] = float(
             rouge_recall(model, tokenizer, splits["world_facts_perturbed"], s).mean()
         )
-        out["forget_Q_A_ROUGE"] = float(rouge_recall(model, tokenizer, qa_rows, s).mean())
+        forget_gens = greedy_answers(model, tokenizer, [r["question"] for r in qa_rows], s)
+        out["forget_Q_A_ROUGE"] = float(
+            rouge_recall(model, tokenizer, qa_rows, s, forget_gens).mean()
+        )
         out["model_utility"] = model_utility(out)
+        scored = gibberish_score(forget_gens, gibberish or s.gibberish_classifier)
+        out["forget_Q_A_gibberish"] = None if scored is None else scored["agg_value"]
     else:
         out["model_utility"] = None
+        out["forget_Q_A_gibberish"] = None
     return out

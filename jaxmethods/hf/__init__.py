@@ -5,6 +5,7 @@
     model = load_pretrained("Qwen/Qwen2.5-0.5B-Instruct", dtype=jnp.bfloat16)  # or a local folder
     tok = load_tokenizer("Qwen/Qwen2.5-0.5B-Instruct", padding_side="left")
     save_pretrained(model, "out/")   # transformers-loadable, LoRA merged
+    encoder = load_pretrained("BAAI/bge-m3")  # BERT/RoBERTa/XLM-R/DistilBERT/DPR -> EncoderModel
 
 Dtypes are accepted as names ("bfloat16"), JAX/NumPy types (`jnp.bfloat16`) or `np.dtype`s.
 """
@@ -15,6 +16,7 @@ import os
 from typing import Any
 
 from jaxmethods.hf.config import decoder_config_from_hf, hf_config_from_decoder
+from jaxmethods.hf.encoder_config import encoder_config_from_hf
 from jaxmethods.hf.pretrained import load_pretrained, looks_like_local_path, resolve_model_path
 from jaxmethods.hf.save import save_pretrained
 from jaxmethods.hf.tokenizer import load_tokenizer
@@ -27,6 +29,7 @@ def load_reward_model(path_or_id: str | os.PathLike, dtype: Any = None, **kwargs
 
 __all__ = [
     "decoder_config_from_hf",
+    "encoder_config_from_hf",
     "hf_config_from_decoder",
     "load_pretrained",
     "load_reward_model",

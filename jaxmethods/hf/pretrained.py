@@ -1,4 +1,7 @@
-"""`load_pretrained`: a Hugging Face decoder checkpoint -> our NNX model, torch-free.
+"""`load_pretrained`: a Hugging Face decoder or encoder checkpoint -> our NNX model, torch-free.
+
+Encoders (`model_type` bert, roberta, xlm-roberta, distilbert, dpr) are dispatched to
+`jaxmethods.hf.encoder_loading`, which shares the key accounting and placement below.
 
 Flow (tunix-style): parse config.json -> build the model abstractly (`nnx.eval_shape`) -> derive
 one NamedSharding per leaf from the regex rules -> map every checkpoint key to a parameter path
@@ -22,12 +25,14 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from jaxmethods.hf.config import decoder_config_from_hf, read_config_json
+from jaxmethods.hf.encoder_config import ENCODER_MODEL_TYPES
 from jaxmethods.hf.flax_msgpack import FLAX_FILE, read_flax_msgpack
 from jaxmethods.hf.key_map import FLAX_KEY_MAP, TORCH_KEY_MAPS, KeyMap, is_ignored
 from jaxmethods.hf.layout import path_string, per_layer_paths
 from jaxmethods.hf.safetensors_io import SafetensorsCheckpoint
 from jaxmethods.models.decoder import DecoderLM
 from jaxmethods.models.decoder_config import dtype_name
+from jaxmethods.models.encoder import EncoderModel
 from jaxmethods.models.heads import SequenceClassifier
 from jaxmethods.models.linear import normal_init
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
@@ -137,8 +142,9 @@ def load_pretrained(
     seed: int = 0,
     check_finite: bool = False,
     **config_overrides: Any,
-) -> DecoderLM | SequenceClassifier:
-    """Loads an HF Llama/Qwen2/Mistral/Gemma checkpoint (safetensors or Flax msgpack).
+) -> DecoderLM | SequenceClassifier | EncoderModel:
+    """Loads an HF Llama/Qwen2/Mistral/Gemma checkpoint (safetensors or Flax msgpack), or a
+    BERT/RoBERTa/XLM-R/DistilBERT/DPR encoder (safetensors; see `load_encoder`).
 
     Args:
       path_or_id: a local model folder (str or path object) or a hub id.
@@ -148,7 +154,7 @@ def load_pretrained(
       mesh: place each parameter with its NamedSharding on this mesh (None = default device).
       rules: sharding rules (default `DECODER_SHARDING_RULES`).
       head: "causal_lm" (DecoderLM) or "sequence_classification" (SequenceClassifier); default
-        from the config's `architectures`.
+        from the config's `architectures`. Encoders: "encoder" or "sequence_classification".
       num_labels: score outputs of a classification head (default from the config).
       revision: hub revision.
       fresh_params: regexes over parameter paths that may be absent from the checkpoint and keep
@@ -157,12 +163,22 @@ def load_pretrained(
       seed: init seed of `fresh_params` (norms at identity, biases zero, matrices normal).
       check_finite: refuse a checkpoint tensor holding NaN or Inf (the error names the tensor
         and its file); each tensor is checked as it is read, before the cast to `param_dtype`.
-      **config_overrides: DecoderConfig fields (scan_layers, remat, attention_impl, ...).
+      **config_overrides: DecoderConfig (EncoderConfig) fields (scan_layers, attention_impl, ...).
     Returns:
       The model, weights placed (and sharded when `mesh` is given).
     """
     folder = resolve_model_path(path_or_id, revision)
     hf = read_config_json(folder)
+    if hf.get("model_type") in ENCODER_MODEL_TYPES:
+        from jaxmethods.hf.encoder_loading import load_encoder
+
+        return load_encoder(
+            folder, hf, dtype=_dtype_arg(dtype, "dtype", folder) or default_compute_dtype(),
+            param_dtype=_dtype_arg(param_dtype, "param_dtype", folder), mesh=mesh, rules=rules,
+            head=head, num_labels=num_labels, fresh_params=fresh_params,
+            ignore_checkpoint_keys=ignore_checkpoint_keys, seed=seed, check_finite=check_finite,
+            **config_overrides,
+        )  # fmt: skip
     head = _infer_head(hf, head)
     config_path = os.path.join(folder, "config.json")
     dtype = _dtype_arg(dtype, "dtype", folder) or default_compute_dtype()
@@ -200,8 +216,8 @@ def load_pretrained(
         )
     else:
         with SafetensorsCheckpoint(folder) as ckpt:
-            sources = _map_checkpoint(ckpt, cfg, ignore_checkpoint_keys)
             torch_map = KeyMap(TORCH_KEY_MAPS[cfg.family])
+            sources, _ = _map_checkpoint(ckpt, torch_map, cfg.family, ignore_checkpoint_keys)
 
             def describe(path: str) -> str:
                 key = _checkpoint_key(torch_map, path)
@@ -230,25 +246,48 @@ def _checkpoint_key(key_map: KeyMap, path: str) -> str:
         return path
 
 
-def _map_checkpoint(ckpt: SafetensorsCheckpoint, cfg, ignore: Sequence[str]) -> dict[str, Any]:
-    """{parameter path: LazyTensor}; unknown keys raise, naming key and file."""
-    key_map = KeyMap(TORCH_KEY_MAPS[cfg.family])
-    sources, unknown = {}, []
+def _map_checkpoint(
+    ckpt: SafetensorsCheckpoint,
+    key_map: KeyMap,
+    family: str,
+    ignore: Sequence[str],
+    *,
+    prefixes: Sequence[str] = (),
+    known_unused: Sequence[str] = (),
+) -> tuple[dict[str, Any], list[str]]:
+    """({parameter path: LazyTensor}, skipped keys).
+
+    Each key loses the first of `prefixes` it starts with (e.g. "bert.") before the lookup; keys
+    matching the caller's `ignore` regexes, the decoders' derived buffers or `known_unused`
+    (matched after the prefix is stripped) are skipped and returned. Unknown keys, and two keys
+    that map to one parameter, raise, naming key and file.
+    """
+    sources, unknown, skipped, origin = {}, [], [], {}
     for key in ckpt.tensor_names():
         if is_ignored(key) or any(re.search(p, key) for p in ignore):
             continue
-        mapped = key_map.to_param(key)
+        bare = next((key[len(p) :] for p in prefixes if key.startswith(p)), key)
+        if any(re.search(p, bare) for p in known_unused):
+            skipped.append(key)
+            continue
+        mapped = key_map.to_param(bare)
         if mapped is None:
             unknown.append(f"{key!r} in {ckpt.file_of(key)}")
             continue
         path, transpose = mapped
+        if path in sources:
+            raise ValueError(
+                f"checkpoint in {ckpt.folder!r}: tensors {origin[path]!r} and {key!r} both map "
+                f"to parameter {path}"
+            )
+        origin[path] = key
         sources[path] = ckpt.tensor(key, transpose)
     if unknown:
         raise ValueError(
             f"checkpoint in {ckpt.folder!r} has {len(unknown)} unexpected tensor(s) with no "
-            f"{cfg.family} parameter: {', '.join(unknown[:10])}"
+            f"{family} parameter: {', '.join(unknown[:10])}"
         )
-    return sources
+    return sources, skipped
 
 
 def _dtype_arg(value: Any, name: str, source: str) -> str | None:

@@ -67,7 +67,7 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
     def __enter__(self) -> SafetensorsCheckpoint:
         index = _read_index(self.folder)
         for name in self.files:
-            handle = self._stack.enter_context(_open(os.path.join(self.folder, name)))
+            handle = self._stack.enter_context(open_safetensors(os.path.join(self.folder, name)))
             self._handles[name] = handle
             for key in sorted(handle.keys()):
                 if key in self._file_of:
@@ -104,7 +104,7 @@ class SafetensorsCheckpoint(contextlib.AbstractContextManager):
         return LazyTensor(self._handles[name], key, name, transpose, path)
 
 
-def _open(path: str):
+def open_safetensors(path: str):
     """`safe_open(path)`; a truncated or corrupt file is a ValueError naming its path (the
     safetensors error alone does not)."""
     try:

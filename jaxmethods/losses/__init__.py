@@ -28,7 +28,14 @@ from jaxmethods.losses.logprobs import (
     sequence_logprobs,
     token_logprobs,
 )
-from jaxmethods.losses.preference import bradley_terry_loss, masked_quantile, rpo_objective
+from jaxmethods.losses.policy_gradient import clipped_surrogate, grpo_advantages, k3_kl
+from jaxmethods.losses.preference import (
+    DPOOutput,
+    bradley_terry_loss,
+    dpo_loss,
+    masked_quantile,
+    rpo_objective,
+)
 from jaxmethods.losses.token_weighted import (
     causal_fine_tuning_loss,
     igd_token_weights,
@@ -56,12 +63,15 @@ from jaxmethods.losses.unlearning import (
 
 __all__ = [
     "IGNORE_INDEX",
+    "DPOOutput",
     "bpr_drop_loss",
     "bpr_loss",
     "bradley_terry_loss",
     "causal_fine_tuning_loss",
     "chunked_sequence_logprobs",
     "chunked_token_logprobs",
+    "clipped_surrogate",
+    "dpo_loss",
     "drop_highest_loss_mask",
     "drop_rate_schedule",
     "dv_aggregate",
@@ -71,8 +81,10 @@ __all__ = [
     "gradient_difference_loss",
     "group_topk_indices",
     "group_topk_mask",
+    "grpo_advantages",
     "igd_token_weights",
     "info_nce",
+    "k3_kl",
     "masked_mean",
     "masked_quantile",
     "masked_sum",

@@ -14,6 +14,7 @@ METHODS: dict[str, str] = {
     "cf_scaling": "jaxmethods.methods.cf_scaling.run:run",
     "baldro": "jaxmethods.methods.baldro.run:run",
     "sft": "jaxmethods.methods.sft.run:run",
+    "selfselect": "jaxmethods.methods.selfselect.run:run",
 }
 
 

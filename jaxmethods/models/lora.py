@@ -142,3 +142,18 @@ def remove_lora(model: nnx.Module, *, merge: bool = True) -> None:
         dense.lora_scale = 0.0
         dense.lora_dropout = 0.0
         dense.lora_merged = False
+
+
+def lora_base_state(lora_state: nnx.State) -> nnx.State:
+    """The adapter state with every `lora_b` factor zeroed.
+
+    Merged with the frozen rest (`nnx.merge(graphdef, lora_base_state(lora), rest)`) it is the
+    base model, since ΔW = (α/r)·A·0 = 0: the reference policy of DPO / GRPO with no second copy
+    of the weights. Pure (usable inside jit); only for unmerged adapters (`merge_lora` folds the
+    delta into the kernels, which zeroing B would not undo).
+    """
+
+    def zero_b(path, x):
+        return jnp.zeros_like(x) if "lora_b" in jax.tree_util.keystr(path) else x
+
+    return jax.tree_util.tree_map_with_path(zero_b, lora_state)

@@ -67,6 +67,7 @@ def _check_jax_part(saved: dict) -> None:
         assert saved["jax"]["generate"][name]["tokens_per_s"] > 0
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_lm_step_tiny_end_to_end(tmp_path):
     out = tmp_path / "lm_step.json"
     result = _load("lm_step").main([*TINY_ARGS, "--no-torch", "--out", str(out)])

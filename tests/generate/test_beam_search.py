@@ -10,6 +10,7 @@ from jaxmethods.generate import beam_search, generate
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test
 def test_one_beam_equals_greedy(gen_ref, tiny_lm, prompts):
     ids, mask = prompts
     greedy = generate(tiny_lm, ids, mask, max_new_tokens=gen_ref.MAX_NEW)

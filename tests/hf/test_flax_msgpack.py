@@ -34,7 +34,7 @@ def _hf_flax_tree(torch_tensors: dict[str, np.ndarray]) -> dict:
     return tree
 
 
-@pytest.mark.parametrize("name", ["llama", "gemma"])
+@pytest.mark.parametrize("name", [pytest.param("llama", marks=pytest.mark.slow), "gemma"])
 def test_msgpack_checkpoint_matches_transformers_logits(name, tmp_path):
     src = fixture_path(name)
     with safe_open(os.path.join(src, "model.safetensors"), framework="np") as f:

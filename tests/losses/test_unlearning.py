@@ -66,6 +66,7 @@ def test_token_ce_matches_hf_shifted_reference():
     )
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test; the chunked path is also checked in tests/losses/test_logprobs.py
 def test_chunked_ce_from_hidden_matches_logits_path():
     h = RNG.normal(size=(3, 9, 8)).astype(np.float32)
     w = RNG.normal(size=(8, 13)).astype(np.float32)

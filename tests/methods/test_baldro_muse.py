@@ -29,6 +29,9 @@ def test_satimp_gamma_is_1_on_muse_and_0_1_on_tofu(variant):
     assert muse.objective(variant).gamma == 1.0 and tofu.objective(variant).gamma == 0.1
     assert (muse.train.micro_batch_size, muse.optim.grad_accum) == (4, 8)
     assert (tofu.train.micro_batch_size, tofu.optim.grad_accum) == (4, 8)
+    # TOFU's gibberish metric as in the authors' configs/eval/tofu.yaml; MUSE has none
+    assert tofu.eval.gibberish_classifier.startswith("madhurjindal/autonlp-Gibberish-Detector")
+    assert muse.eval.gibberish_classifier == ""
     # an explicit gamma still wins, in either order
     for arg in ("muse,loss=satimp,gamma=0.5", "muse,gamma=0.5,loss=satimp"):
         assert from_config_dict(_config(arg)).unlearn.gamma == 0.5

@@ -119,6 +119,7 @@ def test_simnpo_and_satimp_match_reference():
     np.testing.assert_allclose(m["retain_loss"], rce.sum(-1).mean(), rtol=1e-4)
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_group_variant_selects_lowest_nll_and_matches_subset_loss():
     batch = _batch(seed=2, ref_shift=-1.0)
     f = batch["forget"]
@@ -153,6 +154,7 @@ def test_group_retain_subset_is_k_rows():
     assert np.min(np.abs(np.asarray(candidates) - float(m["retain_loss"]))) < 1e-4
 
 
+@pytest.mark.slow  # > 15 s on 2 cores
 def test_groups_average_per_group_losses():
     batch = _batch(seed=4, ref_shift=-3.0)
     cfg = ObjectiveConfig(loss="npo", variant="dv", beta_dv=0.5, groups=2)
@@ -163,11 +165,32 @@ def test_groups_average_per_group_losses():
     np.testing.assert_allclose(loss, want, rtol=1e-5)
 
 
-def test_padding_rows_equal_trimming_and_empty_micro_batch():
+def _padded_and_trimmed():
     # A short micro-batch at an epoch's end: rows 3 of both sides are padding (-1 indices).
     batch = _batch(seed=5, n_valid=3, ref_shift=-1.0)
     batch["retain"]["row_valid"][3:] = False
-    trimmed = jax.tree.map(lambda x: x[:3], batch)
+    return batch, jax.tree.map(lambda x: x[:3], batch)
+
+
+def test_padding_rows_equal_trimming():
+    batch, trimmed = _padded_and_trimmed()
+    (padded, m_pad), (short, m_short) = (
+        run(ObjectiveConfig(loss="npo"), batch),
+        run(ObjectiveConfig(loss="npo"), trimmed),
+    )
+    np.testing.assert_allclose(padded, short, rtol=1e-6)
+    for k in ("forget_loss", "retain_loss", "forget_avg_nll"):
+        np.testing.assert_allclose(m_pad[k], m_short[k], rtol=1e-6)
+    # no valid row at all: every term is 0 and finite
+    empty = _batch(seed=5, n_valid=0)
+    empty["retain"]["row_valid"][:] = False
+    loss, m = run(ObjectiveConfig(loss="npo", variant="dv"), empty)
+    assert float(loss) == 0.0 and all(np.isfinite(float(v)) for v in m.values())
+
+
+@pytest.mark.slow  # nine eager objective runs: > 30 s on 2 cores
+def test_padding_rows_equal_trimming_and_empty_micro_batch_every_variant():
+    batch, trimmed = _padded_and_trimmed()
     for variant in ("plain", "dv"):
         cfg = ObjectiveConfig(loss="npo", variant=variant)
         (padded, m_pad), (short, m_short) = run(cfg, batch), run(cfg, trimmed)

@@ -96,6 +96,7 @@ def _steps(path) -> tuple[list[int], list[int]]:
     ]
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_single_recbole_run_resumes_after_interruption(tmp_path, monkeypatch):
     """The `recbole` variant on a shipped `.inter` file; interrupted after epoch 2, it resumes
     from its checkpoint (metrics continue at epoch 3 instead of starting over)."""
@@ -146,6 +147,7 @@ def test_sigterm_saves_and_a_corrupt_newest_checkpoint_falls_back(tmp_path, monk
         assert got[key] == want[key], key
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_a_non_finite_replica_fails_the_run_after_the_results(tmp_path, monkeypatch):
     """The d=2 replica's loss is made NaN; the d=4 replica trains on, every result file is
     written, and the run raises NonFiniteLossError naming the d=2 replica."""
@@ -204,6 +206,7 @@ def test_tiny_sweep_through_launch(tmp_path):
     assert lines[0].startswith("model,dim,seed,test/ndcg@20,test/recall@20,valid/ndcg@20")
 
 
+@pytest.mark.slow  # > 15 s on 2 cores
 def test_group_stops_when_its_last_replica_stops(tmp_path):
     """RecBole's per-replica rule (stop after patience + 1 epochs without a value >= the best)
     inside the step, and the loop's stop at that epoch; checkpointing every 4 epochs changes
@@ -228,6 +231,7 @@ def test_group_stops_when_its_last_replica_stops(tmp_path):
         }
 
 
+@pytest.mark.slow  # > 30 s on 2 cores
 def test_sharded_replicas_and_tables_match_replicated(tmp_path):
     """On 4 devices: 4 replicas split over devices, and one table split along its embedding
     dimension, give the results of the replicated layout."""

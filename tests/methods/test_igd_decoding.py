@@ -71,6 +71,7 @@ def model():
     return DecoderLM(cfg, nnx.Rngs(3))
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_processor_scores_allowed_children_only(catalog):
     trie, _ = catalog
     proc = IGDLogitsProcessor.from_trie(trie, vocab_size=VOCAB, alpha=0.25)
@@ -149,6 +150,7 @@ def test_beam_search_stays_in_catalog_with_igd_scores(catalog, model, length_pen
         assert np.all(np.diff(scores[b]) <= 1e-6)
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test
 def test_alpha_zero_equals_plain_constrained_search(catalog, model):
     trie, _ = catalog
     ids, mask = _prompts()

@@ -189,6 +189,7 @@ def test_bf16_params_get_bf16_adamw_state():
     assert {x.dtype for x in jax.tree.leaves(opt_state) if x.shape} == bf16
 
 
+@pytest.mark.slow  # two tiny runs with beam-search evaluation, > 60 s on 2 cores
 def test_tiny_runs_end_to_end_and_resumes(tmp_path):
     from jaxmethods.methods import get_method
 

@@ -42,6 +42,9 @@ def problem():
     return graphdef, params, batch, jnp.asarray(corpus.embeddings * 20.0)
 
 
+# The per-user reference loop compiles one program per user (> 40 s on 2 cores); the generic meta
+# module's hypergradients are checked against finite differences in tests/train/test_meta.py.
+@pytest.mark.slow
 @pytest.mark.parametrize("hypergrad", ["second_order", "first_order"])
 def test_vmapped_meta_step_equals_per_user_loop(problem, hypergrad):
     graphdef, params, batch, emb = problem
@@ -95,6 +98,7 @@ def metrics(workdir):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_sharded_over_4_devices_matches_one_device(tmp_path):
     common = {"meta.tasks_per_batch": 4, "data.num_users": 16, "epochs": 2, "meta.inner.lr": 0.1}
     one = mrm_run.run(tiny(**common, mesh={"data": 1, "fsdp": 1, "tensor": 1}), str(tmp_path / "1"))

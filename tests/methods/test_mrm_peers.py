@@ -62,6 +62,7 @@ def table_loss(model, data, users, user_mask):
     return peers.table_peer_loss(graphdef)(params, jnp.asarray(emb), batch, None)[0]
 
 
+@pytest.mark.slow  # > 15 s on 2 cores
 def test_lore_loss_matches_numpy(data):
     emb, c, r, mask = data
     model = LowRankReward(D, 3, 4, scale=SCALE, seed=1)
@@ -75,7 +76,7 @@ def test_lore_loss_matches_numpy(data):
     np.testing.assert_allclose(loss, np_user_bt(margins, mask, user_mask), rtol=1e-5)
 
 
-@pytest.mark.parametrize("distance", ["squared", "euclidean"])
+@pytest.mark.parametrize("distance", [pytest.param("squared", marks=pytest.mark.slow), "euclidean"])
 def test_pal_loss_matches_numpy(data, distance):
     emb, c, r, mask = data
     model = IdealPointReward(D, 4, 3, 4, scale=SCALE, distance=distance, seed=2)
@@ -94,6 +95,7 @@ def test_pal_loss_matches_numpy(data, distance):
     np.testing.assert_allclose(loss, np_user_bt(margins, mask, user_mask), rtol=1e-4)
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test
 def test_pal_squared_margin_is_the_mixture_of_prototype_rewards(data):
     emb, c, r, _ = data
     model = IdealPointReward(D, 4, 3, 1, scale=SCALE, distance="squared", seed=3)
@@ -135,6 +137,7 @@ def np_mlp(layers, h):
     return h
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_vpl_negative_elbo_matches_numpy(data):
     emb, c, r, mask = data
     model = VariationalPreferenceReward(D, 8, 3, scale=SCALE, seed=5)

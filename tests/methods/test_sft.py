@@ -3,6 +3,7 @@ run end to end, exact resume after preemption, and the JSONL path."""
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -27,13 +28,21 @@ def test_causal_lm_loss_matches_numpy_on_hf_labels():
     labels[:, :3] = -100  # the prompt
     labels[1, 5:] = -100  # padding
     batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
-    logits = np.asarray(model(jnp.asarray(ids), jnp.asarray(mask)), np.float64)
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def run_model(state, batch):  # one compile for the logits and both loss paths
+        m = nnx.merge(graphdef, state)
+        losses = [causal_lm_loss(m, batch, chunk_size=chunk) for chunk in (0, 4)]
+        return m(batch["input_ids"], batch["attention_mask"]), losses
+
+    logits, losses = run_model(state, jax.tree.map(jnp.asarray, batch))
+    logits = np.asarray(logits, np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     terms = [
         -logp[b, t, labels[b, t + 1]] for b in range(2) for t in range(6) if labels[b, t + 1] >= 0
     ]
-    for chunk in (0, 4):
-        loss, tokens = causal_lm_loss(model, batch, chunk_size=chunk)
+    for loss, tokens in losses:
         np.testing.assert_allclose(float(loss), np.mean(terms), rtol=1e-5)
         assert int(tokens) == len(terms)
 
@@ -74,6 +83,7 @@ def test_preempted_run_resumes_to_the_same_result(tmp_path, monkeypatch, straigh
     np.testing.assert_allclose(losses(tmp_path / "b"), losses(straight_dir), rtol=1e-6)
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_jsonl_data_and_malformed_rows_name_the_line(tmp_path):
     rows = [{"q": f"what is {i} plus {i}?", "a": f"it is {2 * i}."} for i in range(12)]
     train = tmp_path / "train.jsonl"

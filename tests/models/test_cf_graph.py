@@ -66,6 +66,7 @@ def test_propagation_matches_dense_layer_mean(small_graph, n_layers, edge_chunk)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test
 def test_k0_is_mf(small_graph):
     users, items, n_users, n_items = small_graph
     g = build_graph(users, items, n_users, n_items)
@@ -87,6 +88,7 @@ def test_duplicates_collapse_and_bad_ids_raise(small_graph):
         build_graph(np.array([0]), np.array([n_items]), n_users, n_items)
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test
 def test_edge_dropout_keeps_exact_count_and_renormalises(small_graph):
     users, items, n_users, n_items = small_graph
     g = build_graph(users, items, n_users, n_items)

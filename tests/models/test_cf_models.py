@@ -113,7 +113,7 @@ def _train_steps(loss_fn, params, n=5):
     return run(params)
 
 
-@pytest.mark.parametrize("model", ["mf", "lightgcn", "neumf"])
+@pytest.mark.parametrize("model", ["mf", "lightgcn", pytest.param("neumf", marks=pytest.mark.slow)])
 def test_zero_padding_is_exact_under_adam(model):
     rng = np.random.default_rng(0)
     users = jnp.asarray(rng.integers(0, N_USERS, 32))

@@ -68,7 +68,9 @@ def mistral():
     return _model("mistral")  # sliding window 4 over 7 tokens, GQA, untied head
 
 
-@pytest.mark.parametrize("which", ["mistral", "gemma_scanned"])
+@pytest.mark.parametrize(
+    "which", [pytest.param("mistral", marks=pytest.mark.slow), "gemma_scanned"]
+)
 def test_cached_incremental_forward_equals_full_forward(which, mistral):
     ids, mask = _batch()
     model = mistral if which == "mistral" else _model("gemma", scan_layers=True)

@@ -150,6 +150,7 @@ def test_flax_lora_filters_select_exactly_our_adapters(fresh):
     assert len(rest) + len(flat) == len(every)
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test
 def test_lora_on_stacked_layers_matches_the_layer_loop(adapted, tmp_path):
     """LoRA on a scan_layers model: factors gain the [L] axis; its forward equals the merged
     per-layer export loaded back without scan (the base structure, already compiled)."""

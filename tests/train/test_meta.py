@@ -26,6 +26,7 @@ def make_tasks(n_tasks=3, n=6, d=3, seed=0):
     }
 
 
+@pytest.mark.slow  # > 10 s on 2 cores under make test
 def test_one_adam_step_from_fresh_state_is_sign_like():
     g_fn = jax.grad(quad_loss)
     inner = jnp.array([0.3, -0.2, 0.5])
@@ -65,7 +66,7 @@ def objective_for(cfg, tasks):
     return objective
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", [pytest.param("sgd", marks=pytest.mark.slow), "adam"])
 def test_second_order_meta_gradient_matches_finite_differences(optimizer):
     # float64: Adam's g / (|g| + eps) has large curvature, beyond float32 finite differences.
     with jax.enable_x64(True):
@@ -84,6 +85,7 @@ def test_second_order_meta_gradient_matches_finite_differences(optimizer):
         )
 
 
+@pytest.mark.slow  # > 20 s on 2 cores
 def test_modes_forward_equals_second_order_and_first_order_differs_for_sgd():
     cfg = InnerLoopConfig(optimizer="sgd", lr=0.1, steps=2)
     objective = objective_for(cfg, make_tasks())

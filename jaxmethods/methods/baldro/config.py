@@ -76,7 +76,8 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     """every_epoch: evaluate at each epoch end (the authors' `eval_strategy=epoch`); at_start:
-    also at step 0 (the authors' TOFU NPO scripts); plot: draw the curves into the workdir."""
+    also at step 0 (the authors' TOFU NPO scripts); plot: draw the curves into the workdir;
+    gibberish_classifier: see `jaxmethods.eval.gibberish`."""
 
     enabled: bool = True
     every_epoch: bool = True
@@ -90,6 +91,10 @@ class EvalConfig:
     max_new_tokens: int = 200
     use_stemmer: bool = True
     with_rouge: bool = True
+    # TOFU forget_Q_A_gibberish (in the authors' configs/eval/tofu.yaml): an HF text classifier
+    # (hub id or folder) scoring the forget-set generations; "" skips it, and absent weights skip
+    # it with one log line.
+    gibberish_classifier: str = ""
 
 
 def _tiny_backbone() -> BackboneConfig:

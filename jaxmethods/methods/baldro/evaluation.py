@@ -73,6 +73,7 @@ class Evaluator:
         s = TofuEvalSettings(
             batch_size=e.batch_size, length=e.length, prompt_length=e.prompt_length,
             max_new_tokens=e.max_new_tokens, use_stemmer=e.use_stemmer,
+            gibberish_classifier=e.gibberish_classifier or None,
         )  # fmt: skip
         tofu = evaluate_tofu(
             model, self.tokenizer, self.data.eval_rows, forget_config=cfg.data.forget_split,
