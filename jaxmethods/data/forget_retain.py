@@ -12,7 +12,7 @@ seeded by `(seed, step)`, so a resumed stream redraws the same pairs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -147,12 +147,17 @@ def sft_stream(
     seed: int = 0,
     grad_accum: int = 1,
     prefetch: int = 2,
+    gather: Callable[..., dict[str, np.ndarray]] | None = None,
 ) -> BatchStream:
-    """Epoch-shuffled padded batches of QA examples for plain fine-tuning (`gather_examples`)."""
+    """Epoch-shuffled padded batches of QA examples for plain fine-tuning.
+
+    `gather(examples, indices, length=, pad_id=)` collates one global batch (default
+    `gather_examples`; DPO passes its pair collate)."""
     if not examples:
         raise ValueError("no examples to fine-tune on")
+    gather = gather_examples if gather is None else gather
     return step_stream(
         len(examples),
-        lambda idx: gather_examples(examples, idx, length=length, pad_id=pad_id),
+        lambda idx: gather(examples, idx, length=length, pad_id=pad_id),
         micro_batch_size=batch_size, grad_accum=grad_accum, seed=seed, prefetch=prefetch,
     )  # fmt: skip

@@ -227,3 +227,21 @@ def hf_config_from_decoder(
         out["id2label"] = {str(i): f"LABEL_{i}" for i in range(num_labels)}
         out["label2id"] = {f"LABEL_{i}": i for i in range(num_labels)}
     return out
+
+
+def infer_head(
+    hf: dict[str, Any], head: str | None, *, default: str, heads: tuple[str, ...], source: str = ""
+) -> str:
+    """The model head to build: `head` when given, else "sequence_classification" when the
+    config's `architectures` name a `*ForSequenceClassification`, else `default`."""
+    if head is None:
+        archs = hf.get("architectures") or []
+        head = (
+            "sequence_classification"
+            if any("SequenceClassification" in a for a in archs)
+            else default
+        )
+    if head not in heads:
+        where = f"{source}: " if source else ""
+        raise ValueError(f"{where}head={head!r} is not one of {heads}")
+    return head

@@ -17,6 +17,7 @@ from typing import Any
 from flax import nnx
 from jax.sharding import Mesh
 
+from jaxmethods.hf.config import infer_head
 from jaxmethods.hf.encoder_config import encoder_config_from_hf
 from jaxmethods.hf.encoder_keys import BASE_PREFIXES, KNOWN_UNUSED, encoder_rules
 from jaxmethods.hf.key_map import KeyMap
@@ -27,19 +28,6 @@ from jaxmethods.models.encoder_sharding import ENCODER_SHARDING_RULES
 log = logging.getLogger(__name__)
 
 ENCODER_HEADS = ("encoder", "sequence_classification")
-
-
-def _infer_head(hf: dict[str, Any], head: str | None, source: str) -> str:
-    if head is None:
-        archs = hf.get("architectures") or []
-        head = (
-            "sequence_classification"
-            if any("SequenceClassification" in a for a in archs)
-            else "encoder"
-        )
-    if head not in ENCODER_HEADS:
-        raise ValueError(f"{source}: head={head!r} is not one of {ENCODER_HEADS} for an encoder")
-    return head
 
 
 def load_encoder(
@@ -65,7 +53,7 @@ def load_encoder(
     from jaxmethods.hf.pretrained import _checkpoint_key, _fill_state, _map_checkpoint, _num_labels
 
     config_path = os.path.join(folder, "config.json")
-    head = _infer_head(hf, head, config_path)
+    head = infer_head(hf, head, default="encoder", heads=ENCODER_HEADS, source=config_path)
     cfg = encoder_config_from_hf(
         hf, source=config_path, dtype=dtype, param_dtype=param_dtype or dtype, **config_overrides
     )

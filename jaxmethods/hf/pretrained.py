@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from jaxmethods.hf.config import decoder_config_from_hf, read_config_json
+from jaxmethods.hf.config import decoder_config_from_hf, infer_head, read_config_json
 from jaxmethods.hf.encoder_config import ENCODER_MODEL_TYPES
 from jaxmethods.hf.flax_msgpack import FLAX_FILE, read_flax_msgpack
 from jaxmethods.hf.key_map import FLAX_KEY_MAP, TORCH_KEY_MAPS, KeyMap, is_ignored
@@ -92,19 +92,6 @@ def resolve_model_path(path_or_id: str | os.PathLike, revision: str | None = Non
 def default_compute_dtype() -> str:
     """float32 on CPU, bfloat16 on accelerators."""
     return "float32" if jax.default_backend() == "cpu" else "bfloat16"
-
-
-def _infer_head(hf: dict[str, Any], head: str | None) -> str:
-    if head is None:
-        archs = hf.get("architectures") or []
-        head = (
-            "sequence_classification"
-            if any("SequenceClassification" in a for a in archs)
-            else "causal_lm"
-        )
-    if head not in HEADS:
-        raise ValueError(f"head={head!r} is not one of {HEADS}")
-    return head
 
 
 def _num_labels(hf: dict[str, Any], num_labels: int | None) -> int:
@@ -179,7 +166,7 @@ def load_pretrained(
             ignore_checkpoint_keys=ignore_checkpoint_keys, seed=seed, check_finite=check_finite,
             **config_overrides,
         )  # fmt: skip
-    head = _infer_head(hf, head)
+    head = infer_head(hf, head, default="causal_lm", heads=HEADS)
     config_path = os.path.join(folder, "config.json")
     dtype = _dtype_arg(dtype, "dtype", folder) or default_compute_dtype()
     param_dtype = _dtype_arg(param_dtype, "param_dtype", folder) or dtype

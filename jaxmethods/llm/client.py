@@ -11,6 +11,7 @@ cost accounting (`client.usage`, `metrics.jsonl`) and failure handling. A backen
 
 from __future__ import annotations
 
+import abc
 import concurrent.futures
 import time
 from collections.abc import Mapping, Sequence
@@ -25,8 +26,8 @@ from jaxmethods.llm.types import Completion, LLMRequestError, Request, as_reques
 Item = tuple[int, Request, str]
 
 
-class LLMClient:
-    """Base class of the backends (not used directly).
+class LLMClient(abc.ABC):
+    """Base class of the backends (abstract: each implements `_complete_missing`).
 
     Args:
       identity: what, besides the request, determines the answer (e.g. `{"model": name}`); it
@@ -131,9 +132,9 @@ class LLMClient:
             self._background = concurrent.futures.ThreadPoolExecutor(1, "llm-submit")
         return self._background.submit(self.complete, list(requests), step=step)
 
+    @abc.abstractmethod
     def _complete_missing(self, items: list[Item]) -> list[Completion | LLMRequestError]:
         """Answers uncached requests: one `Completion` or `LLMRequestError` per item, in order."""
-        raise NotImplementedError
 
     def close(self) -> None:
         """Waits for submitted calls, then releases what the backend holds."""

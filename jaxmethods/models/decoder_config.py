@@ -21,8 +21,34 @@ REMAT_POLICIES = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_save
 ACTIVATIONS = ("silu", "gelu_pytorch_tanh", "gelu_new", "gelu", "gelu_tanh")
 
 
+class ModelNumerics:
+    """dtype / param_dtype / initializer_range as the arguments every `Dense` / `Embed` takes
+    (a mixin of the decoder and encoder configs, which hold those three fields)."""
+
+    dtype: str
+    param_dtype: str
+    initializer_range: float
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.dtype)
+
+    @property
+    def weight_dtype(self) -> jnp.dtype:
+        return jnp.dtype(self.param_dtype)
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        """dtype, param_dtype and init_std of every `Dense` / `Embed` the model builds."""
+        return dict(
+            dtype=self.compute_dtype,
+            param_dtype=self.weight_dtype,
+            init_std=self.initializer_range,
+        )
+
+
 @dataclasses.dataclass(frozen=True)
-class DecoderConfig:
+class DecoderConfig(ModelNumerics):
     """Architecture and numerics of a decoder-only LM.
 
     Attributes:
@@ -131,23 +157,6 @@ class DecoderConfig:
         if self.remat is False:
             return "none"
         return str(self.remat)
-
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
-
-    @property
-    def weight_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.param_dtype)
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        """dtype, param_dtype and init_std of every `Dense` / `Embed` the model builds."""
-        return dict(
-            dtype=self.compute_dtype,
-            param_dtype=self.weight_dtype,
-            init_std=self.initializer_range,
-        )
 
     def layer_window(self, layer: int) -> int | None:
         """The sliding window of layer `layer` (None = full causal attention)."""

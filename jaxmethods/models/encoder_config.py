@@ -18,9 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import jax.numpy as jnp
-
-from jaxmethods.models.decoder_config import dtype_name
+from jaxmethods.models.decoder_config import ModelNumerics, dtype_name
 
 ENCODER_FAMILIES = ("bert", "roberta", "xlm-roberta", "distilbert")
 ENCODER_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_tanh", "relu")
@@ -51,7 +49,7 @@ def family_traits(family: str) -> FamilyTraits:
 
 
 @dataclasses.dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(ModelNumerics):
     """Architecture and numerics of a BERT-style encoder.
 
     Attributes:
@@ -136,21 +134,6 @@ class EncoderConfig:
     def max_tokens(self) -> int:
         """The longest input the position table allows."""
         return self.max_position_embeddings - self.position_offset
-
-    @property
-    def compute_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.dtype)
-
-    @property
-    def weight_dtype(self) -> jnp.dtype:
-        return jnp.dtype(self.param_dtype)
-
-    @property
-    def init_kwargs(self) -> dict[str, Any]:
-        """dtype, param_dtype and init_std of every `Dense` / `Embed` the model builds."""
-        return dict(
-            dtype=self.compute_dtype, param_dtype=self.weight_dtype, init_std=self.initializer_range
-        )
 
     def replace(self, **changes: Any) -> EncoderConfig:
         return dataclasses.replace(self, **changes)

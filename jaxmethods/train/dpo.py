@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxmethods.data.forget_retain import gather_examples
-from jaxmethods.data.pipeline import BatchStream, step_stream
+from jaxmethods.data.forget_retain import gather_examples, sft_stream
+from jaxmethods.data.pipeline import BatchStream
 from jaxmethods.data.tofu import QATemplate, tokenize_qa
 from jaxmethods.losses.preference import dpo_loss
 from jaxmethods.models.causal_lm import causal_lm_sequence_logprobs
@@ -97,10 +97,9 @@ def dpo_stream(
     """Epoch-shuffled, resumable batches of `batch_size` pairs (`grad_accum` micro-batches)."""
     if not pairs:
         raise ValueError("dpo_stream: no preference pairs to train on")
-    return step_stream(
-        len(pairs),
-        lambda idx: gather_pairs(pairs, idx, length=length, pad_id=pad_id),
-        micro_batch_size=batch_size, grad_accum=grad_accum, seed=seed, prefetch=prefetch,
+    return sft_stream(
+        pairs, batch_size=batch_size, length=length, pad_id=pad_id, seed=seed,
+        grad_accum=grad_accum, prefetch=prefetch, gather=gather_pairs,
     )  # fmt: skip
 
 
