@@ -17,6 +17,7 @@ from typing import Any
 
 from jaxmethods.hf.config import decoder_config_from_hf, hf_config_from_decoder
 from jaxmethods.hf.encoder_config import encoder_config_from_hf
+from jaxmethods.hf.peft import load_peft_adapter, save_peft_adapter
 from jaxmethods.hf.pretrained import load_pretrained, looks_like_local_path, resolve_model_path
 from jaxmethods.hf.save import save_pretrained
 from jaxmethods.hf.tokenizer import load_tokenizer
@@ -31,10 +32,12 @@ __all__ = [
     "decoder_config_from_hf",
     "encoder_config_from_hf",
     "hf_config_from_decoder",
+    "load_peft_adapter",
     "load_pretrained",
     "load_reward_model",
     "load_tokenizer",
     "looks_like_local_path",
     "resolve_model_path",
+    "save_peft_adapter",
     "save_pretrained",
 ]

@@ -36,6 +36,7 @@ from jaxmethods.losses.preference import (
     masked_quantile,
     rpo_objective,
 )
+from jaxmethods.losses.rating import expected_rating, rating_probs
 from jaxmethods.losses.token_weighted import (
     causal_fine_tuning_loss,
     igd_token_weights,
@@ -77,6 +78,7 @@ __all__ = [
     "dv_aggregate",
     "dv_weights",
     "embedding_l2_reg",
+    "expected_rating",
     "gradient_ascent_loss",
     "gradient_difference_loss",
     "group_topk_indices",
@@ -94,6 +96,7 @@ __all__ = [
     "position_decay_weights",
     "random_subset_indices",
     "random_subset_mask",
+    "rating_probs",
     "retain_nll_loss",
     "rpo_objective",
     "sampled_bce_loss",

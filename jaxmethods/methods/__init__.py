@@ -15,6 +15,8 @@ METHODS: dict[str, str] = {
     "baldro": "jaxmethods.methods.baldro.run:run",
     "sft": "jaxmethods.methods.sft.run:run",
     "selfselect": "jaxmethods.methods.selfselect.run:run",
+    "perm": "jaxmethods.methods.perm.run:run",
+    "reason4rec": "jaxmethods.methods.reason4rec.run:run",
 }
 
 

@@ -50,6 +50,8 @@ SENTINELS: dict[str, tuple[float, ...]] = {
     "checkpoint_every": (0,),  # 0: no periodic checkpoints
     "eval_every": (0,),  # 0: no periodic evaluation
     "save_every": (0,),
+    "export_every": (0,),  # 0: only the final export
+    "grpo_micro_batch_size": (0,),  # 0: the whole batch (or batch / grad_accum)
     "max_train": (-1,),  # -1: every example
     "max_valid": (-1,),
     "max_test": (-1,),

@@ -152,10 +152,12 @@ def _variants():
 
 def _convert(module, variant):
     config = module.get_config(variant)
-    data = config.get("data") or {}
-    for key in list(data.keys()):  # variants whose data files are a CLI argument
-        if (key == "path" or key.endswith(("_file", "_dir"))) and data[key] == "":
-            data[key] = "/not/read/at/config/load"
+    # variants whose data files are a CLI argument (`data.train_file`, `user_weights.path`, ...)
+    for section in ("data", "user_weights"):
+        fields = config.get(section) or {}
+        for key in list(fields.keys()):
+            if (key == "path" or key.endswith(("_file", "_dir"))) and fields[key] == "":
+                fields[key] = "/not/read/at/config/load"
     method = importlib.import_module(f"jaxmethods.methods.{config.method}.config")
     return config, method.from_config_dict
 
