@@ -9,7 +9,12 @@ See docs/generation.md.
 from jaxmethods.generate.beam_search import BeamSearchOutput, beam_search, build_beam_search
 from jaxmethods.generate.constraints import PrefixTrieConstraint, TrieState
 from jaxmethods.generate.processors import DecodeState, StatefulProcessor
-from jaxmethods.generate.sampling import GenerationOutput, build_generate, generate
+from jaxmethods.generate.sampling import (
+    GenerationOutput,
+    build_generate,
+    generate,
+    per_request_keys,
+)
 from jaxmethods.generate.warpers import apply_temperature, apply_top_k, apply_top_p, warp_logits
 
 __all__ = [
@@ -26,5 +31,6 @@ __all__ = [
     "build_beam_search",
     "build_generate",
     "generate",
+    "per_request_keys",
     "warp_logits",
 ]

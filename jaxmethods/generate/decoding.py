@@ -117,8 +117,17 @@ def jit_decode_program(impl: Callable, graphdef: Any, proc_static: Any, settings
     return jax.jit(functools.partial(impl, graphdef, proc_static, settings))
 
 
-def prefill(model: Any, input_ids: jax.Array, attention_mask: jax.Array, cache_len: int):
+def prefill(
+    model: Any,
+    input_ids: jax.Array,
+    attention_mask: jax.Array,
+    cache_len: int,
+    inputs_embeds: jax.Array | None = None,
+):
     """Runs the prompt through the model, filling a fresh cache of `cache_len` slots.
+
+    `inputs_embeds` [B, T, H], when given, replaces the prompt's token embeddings (soft prompts;
+    the model must accept an `inputs_embeds` keyword, as `DecoderLM` does).
 
     Returns:
       last_logits: [B, V] float32 logits for the first new token.
@@ -127,13 +136,14 @@ def prefill(model: Any, input_ids: jax.Array, attention_mask: jax.Array, cache_l
     """
     batch = input_ids.shape[0]
     cache = model.init_cache(batch, cache_len)
+    embeds = {} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
     if hasattr(model, "logits_from_hidden") and hasattr(model, "model"):
         # DecoderLM: project only the last position, never the [B, T, V] prompt logits
         # (B=32, T=4096, V=150k would be 78 GB in fp32).
-        hidden, cache = model.model(input_ids, attention_mask, cache=cache)
+        hidden, cache = model.model(input_ids, attention_mask, cache=cache, **embeds)
         last = model.logits_from_hidden(hidden[:, -1])
     else:
-        logits, cache = model(input_ids, attention_mask, cache=cache)
+        logits, cache = model(input_ids, attention_mask, cache=cache, **embeds)
         last = logits[:, -1]
     next_position = jnp.sum(attention_mask, axis=-1).astype(jnp.int32)
     return last.astype(jnp.float32), cache, next_position

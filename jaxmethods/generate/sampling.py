@@ -5,6 +5,10 @@ it back through the cache; the loop exits as soon as every row has emitted an EO
 `max_new_tokens` tokens exist. Per step: scores = processors(logits); greedy takes the argmax,
 sampling draws from softmax(top_p(top_k(scores / T))) with key `fold_in(rng, step)`, so a fixed
 `rng` reproduces the same tokens. Rows that have finished emit `pad_token_id`.
+
+`rng` may also hold one key per row ([B] keys, e.g. `per_request_keys(seeds)`): row b then draws
+with `fold_in(rng[b], step)`, so a request's sample does not depend on its batch neighbours.
+The prompt can be prefilled from embeddings (`inputs_embeds` [B, T, H], soft prompts).
 """
 
 from __future__ import annotations
@@ -91,7 +95,11 @@ def _select(carry: _Carry, cfg: _SamplingStatic, args: _SamplingArgs, processors
             top_k=cfg.top_k,
             top_p=args.top_p if cfg.use_top_p else None,
         )
-        token = jax.random.categorical(jax.random.fold_in(rng, carry.step), warped, axis=-1)
+        if _keys_per_row(rng):
+            draw = lambda k, w: jax.random.categorical(jax.random.fold_in(k, carry.step), w)
+            token = jax.vmap(draw)(rng, warped)
+        else:
+            token = jax.random.categorical(jax.random.fold_in(rng, carry.step), warped, axis=-1)
     else:
         token = jnp.argmax(scores, axis=-1)
     token = jnp.where(carry.finished, args.pad_token_id, token).astype(jnp.int32)
@@ -105,16 +113,44 @@ def _select(carry: _Carry, cfg: _SamplingStatic, args: _SamplingArgs, processors
     )
 
 
+def _keys_per_row(rng: jax.Array) -> bool:
+    """True for a batch of keys ([B] typed keys or [B, 2] raw uint32 keys), False for one key."""
+    if jax.dtypes.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        return rng.ndim == 1
+    return rng.ndim == 2
+
+
+def per_request_keys(seeds: Sequence[int] | Any) -> jax.Array:
+    """[B] int seeds -> [B] typed PRNG keys, one per request (`generate(..., rng=keys)`)."""
+    return jax.vmap(jax.random.key)(jnp.asarray(seeds, jnp.uint32))
+
+
+def _check_rng_and_embeds(rng, inputs_embeds, input_ids: jax.Array, hidden: int | None) -> None:
+    batch, t = input_ids.shape
+    if _keys_per_row(rng) and rng.shape[0] != batch:
+        raise ValueError(f"rng holds {rng.shape[0]} per-row keys for a batch of {batch} prompts")
+    if inputs_embeds is None:
+        return
+    want = (batch, t, hidden) if hidden is not None else (batch, t)
+    if inputs_embeds.ndim != 3 or tuple(inputs_embeds.shape[: len(want)]) != want:
+        raise ValueError(
+            f"inputs_embeds must be [B, T, H] = {want} to match input_ids, "
+            f"got {tuple(inputs_embeds.shape)}"
+        )
+
+
 def _generate_impl(
     graphdef, proc_static, cfg: _SamplingStatic, state, input_ids, attention_mask, rng,
-    args: _SamplingArgs, proc_arrays,
+    args: _SamplingArgs, proc_arrays, inputs_embeds=None,
 ) -> GenerationOutput:  # fmt: skip
     model = nnx.merge(graphdef, state)
     processors = combine_arrays(proc_arrays, proc_static)
     batch, prompt_len = input_ids.shape
     num_new = cfg.max_new_tokens
     # The last chosen token is never fed back, so the cache needs prompt + num_new - 1 slots.
-    logits, cache, position = prefill(model, input_ids, attention_mask, prompt_len + num_new - 1)
+    logits, cache, position = prefill(
+        model, input_ids, attention_mask, prompt_len + num_new - 1, inputs_embeds
+    )
     carry = _Carry(
         step=jnp.zeros((), jnp.int32),
         cache=cache,
@@ -158,6 +194,7 @@ def build_generate(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int = 0,
     logits_processor: Processor | Sequence[Processor] | None = None,
+    inputs_embeds: Any = None,
 ) -> tuple[Callable[..., GenerationOutput], tuple]:
     """The jitted generation function and its arguments; `fn(*args)` is `generate(...)`.
 
@@ -184,8 +221,14 @@ def build_generate(
         eos_ids=eos_array(eos_token_id),
         pad_token_id=jnp.int32(pad_token_id),
     )
-    rng = jax.random.key(0) if rng is None else rng
+    rng = jax.random.key(0) if rng is None else jnp.asarray(rng)
+    if inputs_embeds is not None:
+        inputs_embeds = jnp.asarray(inputs_embeds)
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    _check_rng_and_embeds(rng, inputs_embeds, d.input_ids, hidden)
     args = (d.state, d.input_ids, d.attention_mask, rng, traced, d.proc_arrays)
+    if inputs_embeds is not None:
+        args = (*args, inputs_embeds)
     return jit_decode_program(_generate_impl, d.graphdef, d.proc_static, cfg), args
 
 
@@ -203,6 +246,7 @@ def generate(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int = 0,
     logits_processor: Processor | Sequence[Processor] | None = None,
+    inputs_embeds: Any = None,
 ) -> GenerationOutput:
     """Greedy or sampled continuation of a batch of left-padded prompts (one jitted program).
 
@@ -216,17 +260,20 @@ def generate(
         top_p=1 disable them). Changing `top_k`, `max_new_tokens`, `do_sample`, whether
         top_p < 1, the number of EOS ids or the shapes recompiles; temperature, top_p, the EOS
         and pad ids are traced values.
-      rng: key for sampling (required when do_sample); step s uses `fold_in(rng, s)`.
+      rng: key for sampling (required when do_sample); step s uses `fold_in(rng, s)`. A batch
+        of [B] keys (`per_request_keys(seeds)`) gives every row its own stream.
       eos_token_id: one id or several (EOS and stop tokens alike); a row ends after emitting one.
       pad_token_id: emitted after a row has ended.
       logits_processor: one processor or a list, applied in order to the raw logits each step
         before the warpers (see `jaxmethods.generate.processors`).
+      inputs_embeds: [B, T, H] prompt embeddings used at prefill instead of looking up
+        `input_ids` (soft prompts); `input_ids` still gives the shape and is checked.
     Returns:
       GenerationOutput(sequences [B, M], lengths [B], logprobs [B, M]).
     """
     fn, args = build_generate(
         model, input_ids, attention_mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
         temperature=temperature, top_k=top_k, top_p=top_p, rng=rng, eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id, logits_processor=logits_processor,
+        pad_token_id=pad_token_id, logits_processor=logits_processor, inputs_embeds=inputs_embeds,
     )  # fmt: skip
     return fn(*args)

@@ -37,6 +37,13 @@ from jaxmethods.losses.preference import (
     rpo_objective,
 )
 from jaxmethods.losses.rating import expected_rating, rating_probs
+from jaxmethods.losses.sparse_autoencoder import (
+    bernoulli_kl,
+    dep_loss,
+    kl_sparsity_loss,
+    smooth_l1_loss,
+    sparsity_rho_hat,
+)
 from jaxmethods.losses.token_weighted import (
     causal_fine_tuning_loss,
     igd_token_weights,
@@ -65,6 +72,7 @@ from jaxmethods.losses.unlearning import (
 __all__ = [
     "IGNORE_INDEX",
     "DPOOutput",
+    "bernoulli_kl",
     "bpr_drop_loss",
     "bpr_loss",
     "bradley_terry_loss",
@@ -72,6 +80,7 @@ __all__ = [
     "chunked_sequence_logprobs",
     "chunked_token_logprobs",
     "clipped_surrogate",
+    "dep_loss",
     "dpo_loss",
     "drop_highest_loss_mask",
     "drop_rate_schedule",
@@ -87,6 +96,7 @@ __all__ = [
     "igd_token_weights",
     "info_nce",
     "k3_kl",
+    "kl_sparsity_loss",
     "masked_mean",
     "masked_quantile",
     "masked_sum",
@@ -106,6 +116,8 @@ __all__ = [
     "sequence_nll",
     "shift_labels_and_weights",
     "simnpo_loss",
+    "smooth_l1_loss",
+    "sparsity_rho_hat",
     "token_cross_entropy",
     "token_cross_entropy_from_hidden",
     "token_logprobs",

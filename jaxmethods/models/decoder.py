@@ -81,6 +81,24 @@ def default_positions(valid: jnp.ndarray, offset: jnp.ndarray | int = 0) -> jnp.
     return jnp.maximum(offset + jnp.cumsum(valid.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def _token_shape(input_ids, inputs_embeds, hidden_size: int) -> tuple[int, int]:
+    """(B, T) of a forward call given ids [B, T] and/or embeddings [B, T, H]."""
+    if inputs_embeds is None:
+        if input_ids is None:
+            raise ValueError("Decoder: pass input_ids [B, T] or inputs_embeds [B, T, H]")
+        return tuple(input_ids.shape)
+    if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != hidden_size:
+        raise ValueError(
+            f"Decoder: inputs_embeds must be [B, T, {hidden_size}], got {inputs_embeds.shape}"
+        )
+    if input_ids is not None and tuple(input_ids.shape) != inputs_embeds.shape[:2]:
+        raise ValueError(
+            f"Decoder: input_ids shape {input_ids.shape} != inputs_embeds [B, T] "
+            f"{inputs_embeds.shape[:2]}"
+        )
+    return tuple(inputs_embeds.shape[:2])
+
+
 def _remat(fn, policy: str):
     if policy == "none":
         return fn
@@ -112,21 +130,23 @@ class Decoder(nnx.Module):
 
     def __call__(
         self,
-        input_ids: jnp.ndarray,
+        input_ids: jnp.ndarray | None,
         attention_mask: jnp.ndarray | None = None,
         *,
         positions: jnp.ndarray | None = None,
         cache: KVCache | None = None,
         dropout_rng: jax.Array | None = None,
+        inputs_embeds: jnp.ndarray | None = None,
     ) -> tuple[jnp.ndarray, KVCache | None]:
-        """input_ids [B, T] -> (final-norm hidden states [B, T, H], updated cache or None)."""
+        """input_ids [B, T] -> (final-norm hidden states [B, T, H], updated cache or None).
+
+        `inputs_embeds` [B, T, H] replaces the token-embedding lookup (HF `inputs_embeds`: the
+        Gemma sqrt(H) scale is still applied); `input_ids` may then be None.
+        """
         cfg = self.config
-        _, t = input_ids.shape
-        valid = (
-            jnp.ones(input_ids.shape, bool)
-            if attention_mask is None
-            else attention_mask.astype(bool)
-        )
+        shape = _token_shape(input_ids, inputs_embeds, cfg.hidden_size)
+        t = shape[1]
+        valid = jnp.ones(shape, bool) if attention_mask is None else attention_mask.astype(bool)
         if cache is None:
             index = None
             key_valid = valid
@@ -146,7 +166,10 @@ class Decoder(nnx.Module):
         inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
         cos, sin = rope_cos_sin(positions, inv_freq)
 
-        h = self.embed_tokens(input_ids)
+        if inputs_embeds is None:
+            h = self.embed_tokens(input_ids)
+        else:
+            h = inputs_embeds.astype(cfg.compute_dtype)
         if cfg.embed_scale_by_sqrt_dim:
             h = h * jnp.asarray(math.sqrt(cfg.hidden_size), h.dtype)
         layer_keys = None if dropout_rng is None else jax.random.split(dropout_rng, cfg.num_layers)
@@ -222,36 +245,50 @@ class DecoderLM(nnx.Module):
         positions: jnp.ndarray | None = None,
         cache: KVCache | None = None,
         dropout_rng: jax.Array | None = None,
+        inputs_embeds: jnp.ndarray | None = None,
     ) -> jnp.ndarray | tuple[jnp.ndarray, KVCache]:
         """Logits for every position.
 
         Args:
-          input_ids: [B, T] int32 (left padded for batched prompts).
+          input_ids: [B, T] int32 (left padded for batched prompts); may be None when
+            `inputs_embeds` is given.
           attention_mask: [B, T] (1 = real token); None = all real.
           positions: [B, T] RoPE positions; default cumsum(mask) - 1 (plus the cached length).
           cache: a KVCache to read and extend (decoding); the T tokens go to slots
             [cache.index, cache.index + T).
           dropout_rng: enables LoRA dropout (training); None = deterministic.
+          inputs_embeds: [B, T, H] input embeddings used instead of `embed(input_ids)` (soft
+            prompts: `embed(ids)` with some positions replaced); None = look the ids up.
         Returns:
           logits [B, T, V] in `config.logits_dtype`, or (logits, new_cache) when `cache` is given.
         """
         h, new_cache = self.model(
-            input_ids, attention_mask, positions=positions, cache=cache, dropout_rng=dropout_rng
-        )
+            input_ids, attention_mask, positions=positions, cache=cache,
+            dropout_rng=dropout_rng, inputs_embeds=inputs_embeds,
+        )  # fmt: skip
         logits = self.logits_from_hidden(h)
         return logits if cache is None else (logits, new_cache)
 
     def hidden_states(
         self,
-        input_ids: jnp.ndarray,
+        input_ids: jnp.ndarray | None,
         attention_mask: jnp.ndarray | None = None,
         *,
         positions: jnp.ndarray | None = None,
         dropout_rng: jax.Array | None = None,
+        inputs_embeds: jnp.ndarray | None = None,
     ) -> jnp.ndarray:
         """Final-norm hidden states [B, T, H] (HF `hidden_states[-1]`), in the compute dtype."""
-        h, _ = self.model(input_ids, attention_mask, positions=positions, dropout_rng=dropout_rng)
+        h, _ = self.model(
+            input_ids, attention_mask, positions=positions, dropout_rng=dropout_rng,
+            inputs_embeds=inputs_embeds,
+        )  # fmt: skip
         return h
+
+    def embed(self, input_ids: jnp.ndarray) -> jnp.ndarray:
+        """Token embeddings [B, T, H] in the compute dtype, before any Gemma sqrt(H) scale: the
+        tensor `inputs_embeds` replaces (edit positions of it to inject soft prompts)."""
+        return self.model.embed_tokens(input_ids)
 
     def lm_head_kernel(self) -> jnp.ndarray:
         """The LM head as a [H, V] matrix (transposed embeddings when tied; LoRA delta folded in)."""
