@@ -86,7 +86,7 @@ def get_config(arg: str | None = None):
         c.data.max_history = 2
         c.summarizer.epochs, c.reward.epochs, c.reasoner.epochs = 6.0, 15.0, 30.0
         c.predictor.epochs = c.direct.epochs = 15.0
-        c.pretrain_epochs = 0.0  # see docs/reason4rec.md: LM pre-training froze the rating token
+        c.pretrain_epochs = 0.0  # a random base; docs/reason4rec.md has pre-trained runs
     else:
         cls, tau = DATASETS[variant]
         c.data.source, c.data.product_class, c.distill.tau = "parquet", cls, tau

@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {
     "selfselect": "jaxmethods.methods.selfselect.run:run",
     "perm": "jaxmethods.methods.perm.run:run",
     "reason4rec": "jaxmethods.methods.reason4rec.run:run",
+    "dep": "jaxmethods.methods.dep.run:run",
 }
 
 

@@ -1,6 +1,6 @@
 """Reason4Rec pipeline pieces on a tiny random decoder: the chat-format examples (response-only
 loss = CE over the response tokens), the rating scorer against NumPy on the unpadded logits,
-MAE/RMSE with the (user_id, item_id) merge, the mean baselines, cold-start counting in the
+MAE/RMSE with the (user_id, item_id) merge, the resume guard of an expert, the mean baselines, cold-start counting in the
 inference, and the synthetic world."""
 
 import jax
@@ -90,6 +90,50 @@ def test_response_only_loss_is_ce_over_response(tiny):
           - logits[t - 1, ids[t]] for t in range(n_prompt, len(ids))]  # fmt: skip
     assert int(count) == len(ids) - n_prompt
     assert float(loss) == pytest.approx(np.mean(ce), abs=1e-4)
+
+
+def test_expert_does_not_resume_onto_another_base(tiny, tmp_path, monkeypatch):
+    """A rerun in the same workdir with another base (e.g. with or without the tiny base's LM
+    pre-training) must not restore the adapters and head copies trained on the earlier base
+    from `<workdir>/<expert>/checkpoints`; other examples or another recipe neither."""
+    import dataclasses
+    import types
+
+    from jaxmethods.methods.reason4rec import experts
+    from jaxmethods.methods.reason4rec.config import ExpertConfig
+    from jaxmethods.train import make_mesh
+    from jaxmethods.train.trainer import LoopConfig
+
+    _, fmt, shared = tiny
+    calls = []
+
+    def fake_fit(*, params, num_steps, **_):  # the guard runs before `fit`: nothing compiles
+        calls.append(num_steps)
+        state = types.SimpleNamespace(params=params)
+        return types.SimpleNamespace(state=state, step=num_steps, last_metrics={"loss": 1.0})
+
+    monkeypatch.setattr(experts, "fit", fake_fit)
+    ml = dataclasses.replace(shared)  # insert() rebinds `bank` on this copy only
+    other = dataclasses.replace(
+        shared, base=jax.tree.map(lambda x: np.asarray(x) * 1.001, shared.base)
+    )
+    ex = [fmt.example("love the melody", rating_target(5)),
+          fmt.example("hate the vocals", rating_target(1))]  # fmt: skip
+    ecfg = ExpertConfig(rank=4, alpha=8.0, head_trainable=True, epochs=1.0, batch_size=2)
+    common = dict(mesh=make_mesh({"data": 1, "fsdp": 1, "tensor": 1}), workdir=str(tmp_path),
+                  loop=LoopConfig(progress=False), seed=0, pad_id=fmt.pad_id,
+                  length_multiple=16)  # fmt: skip
+    out = experts.train_expert(ml, "predictor", ex, ecfg, **common)
+    assert out["predictor/steps"] == 1 and (tmp_path / "predictor" / "inputs.json").exists()
+    experts.train_expert(ml, "predictor", ex, ecfg, **common)  # the same inputs resume
+    assert calls == [1, 1]
+    with pytest.raises(ValueError, match=r"predictor was trained from other inputs \(base"):
+        experts.train_expert(other, "predictor", ex, ecfg, **common)
+    with pytest.raises(ValueError, match="examples"):
+        experts.train_expert(ml, "predictor", ex[:1], ecfg, **common)
+    with pytest.raises(ValueError, match="settings"):
+        experts.train_expert(ml, "predictor", ex, dataclasses.replace(ecfg, lr=1e-3), **common)
+    assert calls == [1, 1]
 
 
 def test_metrics_merge_on_user_item():

@@ -10,6 +10,7 @@ batched greedy generation (one compiled program serves every adapter).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from jaxmethods.losses.rating import expected_rating
 from jaxmethods.losses.unlearning import IGNORE_INDEX
 from jaxmethods.methods.reason4rec.config import ExpertConfig
 from jaxmethods.methods.reason4rec.prompts import OUTPUT_PREFIX
+from jaxmethods.methods.reason4rec.resume import check_resume, fingerprint
 from jaxmethods.models.causal_lm import causal_lm_loss
 from jaxmethods.models.multi_lora import MultiLoRA
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
@@ -102,11 +104,17 @@ def train_expert(
     length_multiple: int = 64,
 ) -> dict[str, float]:
     """SFT of adapter `name` (response-only CE) through `fit`; writes it back into `ml`
-    (every other adapter stays bit-identical). Resumes from `<workdir>/<name>/checkpoints`."""
+    (every other adapter stays bit-identical). Resumes from `<workdir>/<name>/checkpoints`, only
+    when that phase was trained from the same base, initial adapter, examples and recipe
+    (`resume.check_resume`; otherwise a ValueError names the directory)."""
     if not examples:
         raise ValueError(f"expert {name!r}: no training examples")
     length = _round_up(max(len(e["input_ids"]) for e in examples), length_multiple)
     params, constants = ml.trainable(name), ml.constants(name)
+    settings = {"expert": name, "recipe": dataclasses.asdict(ecfg), "seed": seed,
+                "length": length}  # fmt: skip
+    check_resume(os.path.join(workdir, name),
+                 fingerprint(base=constants, init=params, examples=examples, settings=settings))  # fmt: skip
 
     def loss_fn(params, constants, batch, rng):
         model = ml.merge_trainable(name, params, constants)

@@ -14,6 +14,7 @@ from jaxmethods.data.forget_retain import sft_stream
 from jaxmethods.methods.reason4rec.config import Reason4RecConfig
 from jaxmethods.methods.reason4rec.experts import ChatFormat
 from jaxmethods.methods.reason4rec.prompts import get_prompts, rating_target
+from jaxmethods.methods.reason4rec.resume import check_resume, fingerprint
 from jaxmethods.methods.reason4rec.synthetic import RuleTeacher, reason_text
 from jaxmethods.models.backbone import build_backbone
 from jaxmethods.models.causal_lm import causal_lm_loss
@@ -71,6 +72,10 @@ def build_base(cfg: Reason4RecConfig, mesh, workdir: str, tables, summ_prompts: 
         return loss, {"tokens": tokens.astype(jnp.float32)}
 
     bs = 32
+    settings = {"phase": "pretrain", "epochs": cfg.pretrain_epochs, "lr": cfg.pretrain_lr,
+                "seed": cfg.seed, "batch_size": bs, "length": length}  # fmt: skip
+    check_resume(os.path.join(workdir, "pretrain"),
+                 fingerprint(base=rest, init=params, examples=examples, settings=settings))  # fmt: skip
     stream = sft_stream(examples, batch_size=bs, length=length, pad_id=tokenizer.pad_token_id,
                         seed=cfg.seed)  # fmt: skip
     result = fit(

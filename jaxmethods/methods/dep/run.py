@@ -1,0 +1,304 @@
+"""DEP end to end: data -> embeddings -> peer maps -> prompts -> (tiny LM pre-training) -> per arm
+(non-personalized, history-only, DEP) the adapter trained with `fit` on the frozen LLM, a
+checkpoint and a sampled validation evaluation per epoch, the epoch with the best validation
+METEOR kept -> test generation -> metrics table and summary.
+
+Arms differ only in the 16 soft-prompt rows fed to the same adapter and prompt: "none" zeroes all
+16 (every user gets the same soft tokens), "history" zeroes the 8 difference rows, "dep" keeps
+them all. Sampling uses one seed per request (`generate.seed + i`), so the arms are decoded with
+the same random draws.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+
+import jax
+import numpy as np
+from flax import nnx
+
+from jaxmethods.data.pipeline import batches_per_epoch, step_stream
+from jaxmethods.eval.generation_metrics import MeteorOptions, generation_metrics, meteor_label
+from jaxmethods.methods.dep import data as dep_data
+from jaxmethods.methods.dep.config import DEPConfig, from_config_dict
+from jaxmethods.methods.dep.dataset import Examples, build_examples
+from jaxmethods.methods.dep.differences import DiffOptions, build_peer_maps
+from jaxmethods.methods.dep.model import DEPModel
+from jaxmethods.methods.dep.model_train import dep_generate, make_dep_loss_fn, split_dep
+from jaxmethods.methods.dep.prompts import IGNORE, NEW_TOKENS, add_dep_tokens, placeholder_ids
+from jaxmethods.methods.dep.report import results_table
+from jaxmethods.models.backbone import build_backbone
+from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
+from jaxmethods.train import EarlyStopping, Eval, fit, hf_max_steps, make_mesh, make_summary
+from jaxmethods.train.mesh import batch_size_multiple
+from jaxmethods.train.optim import OptimConfig
+from jaxmethods.train.trainer import shard_and_place
+
+log = logging.getLogger(__name__)
+NUM_HIS = 8
+
+
+def load_data(cfg: DEPConfig, workdir: str):
+    """(splits {"train", "val", "test"} -> Selection, meta {asin: (title, description)})."""
+    d = cfg.data
+    if d.source == "synthetic":
+        from jaxmethods.methods.dep.synthetic import synthetic_dpl
+
+        main_rows, meta_rows = synthetic_dpl(
+            d.num_users, d.num_items, d.reviews_per_user, seed=d.synthetic_seed
+        )
+        main, meta = dep_data.write_local(
+            main_rows, meta_rows, os.path.join(workdir, "data"), d.categories[0]
+        )
+        categories = d.categories[:1]
+    else:
+        main, meta, categories = d.source, d.meta, d.categories
+    splits = dep_data.load_splits(main, categories, num_val=d.num_val)
+    return splits, dep_data.read_meta(meta, categories)
+
+
+def without_review_text(selection):
+    """`selection` with every profile review's title and text blanked (the prompt's history then
+    lists items and ratings only; embeddings and peer maps are computed from the full texts)."""
+    samples = [
+        dataclasses.replace(s, profile=tuple({**r, "title": "", "text": ""} for r in s.profile))
+        for s in selection.samples
+    ]
+    return dataclasses.replace(selection, samples=samples)
+
+
+def load_tokenizer(cfg: DEPConfig, splits) -> object:
+    """The run's tokenizer with DEP's 20 special tokens added."""
+    if cfg.model.is_tiny:
+        from jaxmethods.data.tokenizer import build_tiny_tokenizer
+        from jaxmethods.methods.dep.prompts import qwen2_prompt, user_message
+
+        texts = [r["text"] for s in splits["test"].samples for r in (*s.profile, s.target)]
+        texts += [r["title"] for s in splits["test"].samples for r in s.profile]
+        texts.append(qwen2_prompt(user_message(("t", "d"), {"rating": 5.0, "title": "t"})))
+        tok = build_tiny_tokenizer(texts, vocab_size=cfg.model.vocab_size, model_max_length=10**6)
+    else:
+        from jaxmethods.hf import load_tokenizer as load_hf_tokenizer
+
+        tok = load_hf_tokenizer(cfg.model.tokenizer or cfg.model.source)
+    add_dep_tokens(tok)
+    return tok
+
+
+def load_embeddings(cfg: DEPConfig, splits, mesh):
+    """`load(sample) -> [len(test profile) + 1, E]` for every user."""
+    e = cfg.embed
+    if e.source == "bow":
+        from jaxmethods.methods.dep.demo_encoder import fit_bow_embeddings
+
+        return fit_bow_embeddings(splits["test"].samples, e.dim)
+    from jaxmethods.methods.dep.embeddings import EmbeddingStore, extract_embeddings
+
+    if e.source == "bge":
+        from jaxmethods.models.text_encoder import TextEncoder
+
+        enc = TextEncoder.from_pretrained(e.encoder, dtype=e.dtype, mesh=mesh)
+        extract_embeddings(enc, splits["test"].samples, e.folder, batch_size=e.batch_size)
+    return EmbeddingStore(e.folder, dim=e.dim)
+
+
+def arm_inputs(arm: str, his_diff: np.ndarray) -> np.ndarray:
+    """The soft-prompt rows [B, 16, E] an arm sees: "none" all zero, "history" the difference
+    rows zero, "dep" unchanged."""
+    out = np.array(his_diff, np.float32, copy=True)
+    if arm == "none":
+        out[:] = 0.0
+    elif arm == "history":
+        out[:, NUM_HIS:] = 0.0
+    return out
+
+
+def _gather(ex: Examples, arm: str | None, length: int):
+    ids, mask, labels = ex.stack("input_ids"), ex.stack("attention_mask"), ex.stack("labels")
+    emb = ex.stack("his_diff_emb").astype(np.float32)
+    if arm is not None:
+        emb = arm_inputs(arm, emb)
+    else:  # LM pre-training: every real token is a label
+        labels = np.where(mask > 0, ids, IGNORE).astype(np.int32)
+
+    def collate(idx: np.ndarray) -> dict:
+        real = idx >= 0
+        take = np.where(real, idx, 0)
+        keep = real[:, None]
+        return {
+            "input_ids": np.where(keep, ids[take], 0).astype(np.int32),
+            "attention_mask": np.where(keep, mask[take], 0).astype(np.int32),
+            "labels": np.where(keep, labels[take], IGNORE).astype(np.int32),
+            "his_diff_emb": np.where(keep[..., None], emb[take], 0.0).astype(np.float32),
+        }
+
+    return collate
+
+
+def pretrain_lm(cfg: DEPConfig, lm, ids, train: Examples, mesh, workdir: str):
+    """Trains the tiny decoder, with a throw-away DEP adapter, on the training rows (prompt and
+    target, every real token a label, the full 16 soft rows injected), so that the small LLM
+    learns to read its soft-token positions as a pretrained one does; the adapter is then
+    discarded and every arm trains a fresh one on the frozen decoder."""
+    p = cfg.pretrain
+    model = DEPModel(lm, *ids, cfg.adapter, rngs=nnx.Rngs(cfg.seed + 1))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    stream = step_stream(
+        len(train.rows), _gather(train, None, cfg.data.total_length),
+        micro_batch_size=p.batch_size, seed=cfg.seed,
+    )  # fmt: skip
+    optim = OptimConfig(lr=p.lr, warmup_ratio=0.05, weight_decay=0.0, max_grad_norm=1.0)
+    result = fit(
+        params=params, optim=optim, num_steps=p.steps, batches=stream, mesh=mesh,
+        workdir=os.path.join(workdir, "pretrain"), loss_fn=make_dep_loss_fn(graphdef),
+        constants=rest, rules=DECODER_SHARDING_RULES,
+        loop=dataclasses.replace(cfg.loop, checkpoint_every=0), seed=cfg.seed,
+        desc=f"{cfg.name}/pretrain",
+    )  # fmt: skip
+    log.info("LM pre-training: %d steps, loss %.4f", result.step, result.last_metrics["loss"])
+    return nnx.merge(graphdef, result.state.params, rest).lm, float(result.last_metrics["lm"])
+
+
+def generate_texts(model: DEPModel, ex: Examples, arm: str, cfg: DEPConfig, tok) -> list[str]:
+    """Sampled continuations of `ex`'s prompts, decoded and stripped, request i seeded with
+    `generate.seed + i`."""
+    g, b, n = cfg.generate, cfg.eval_batch_size, len(ex.rows)
+    ids, mask = ex.stack("input_ids"), ex.stack("attention_mask")
+    emb = arm_inputs(arm, ex.stack("his_diff_emb"))
+    out: list[str] = []
+    for start in range(0, n, b):
+        idx = np.minimum(np.arange(start, start + b), n - 1)  # the last batch repeats its row
+        res = dep_generate(
+            model, ids[idx], mask[idx], emb[idx], max_new_tokens=g.max_new_tokens,
+            seeds=[g.seed + int(i) for i in range(start, start + b)], temperature=g.temperature,
+            top_p=g.top_p, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id or 0,
+        )  # fmt: skip
+        seqs, lengths = np.asarray(res.sequences), np.asarray(res.lengths)
+        for r in range(min(b, n - start)):
+            text = tok.decode(seqs[r, : lengths[r]].tolist(), skip_special_tokens=True)
+            out.append(text.strip())
+    return out
+
+
+def train_arm(cfg: DEPConfig, arm: str, lm, ids, train, val, mesh, tok, workdir, meteor_opts):
+    """The adapter of one arm trained on the frozen `lm`; returns (model, selection info)."""
+    his_ids, diff_ids = ids
+    model = DEPModel(lm, his_ids, diff_ids, cfg.adapter, rngs=nnx.Rngs(cfg.seed))
+    graphdef, params, frozen = split_dep(model)
+    frozen, _ = shard_and_place(frozen, mesh, DECODER_SHARDING_RULES)
+    o = cfg.optim
+    stream = step_stream(
+        len(train.rows), _gather(train, arm, cfg.data.total_length),
+        micro_batch_size=cfg.batch_size, grad_accum=o.grad_accum, seed=cfg.seed,
+    )  # fmt: skip
+    steps_per_epoch = hf_max_steps(
+        batches_per_epoch(len(train.rows), cfg.batch_size), o.grad_accum, 1
+    )
+    num_steps = hf_max_steps(stream.batches_per_epoch, o.grad_accum, cfg.epochs)
+    refs = [r["target"].strip() for r in val.rows]
+    select = cfg.eval.select
+
+    def valid(state, step: int) -> dict:
+        m = nnx.merge(graphdef, state.params, frozen)
+        preds = generate_texts(m, val, arm, cfg, tok)
+        return generation_metrics(refs, preds, meteor_options=meteor_opts)
+
+    loop = cfg.loop
+    if cfg.checkpoint_per_epoch:
+        loop = dataclasses.replace(
+            loop, checkpoint_every=steps_per_epoch,
+            keep_checkpoints=max(loop.keep_checkpoints, cfg.epochs),
+        )  # fmt: skip
+    result = fit(
+        params=params, optim=o, num_steps=num_steps, batches=stream, mesh=mesh,
+        workdir=os.path.join(workdir, arm), loss_fn=make_dep_loss_fn(
+            graphdef, chunk_size=cfg.model.logits_chunk_size, sae_weight=cfg.sae_weight
+        ),
+        constants=frozen, constants_rules=DECODER_SHARDING_RULES, loop=loop,
+        evals={"valid": Eval(valid, every=steps_per_epoch)},
+        early_stopping=EarlyStopping(
+            f"valid/{select}", mode="max", patience=cfg.epochs + 1, restore_best=True
+        ),
+        seed=cfg.seed, items_per_step=cfg.batch_size * o.grad_accum, desc=f"{cfg.name}/{arm}",
+    )  # fmt: skip
+    best = result.best_step if result.best_step is not None else result.step
+    info = {
+        "steps": result.step,
+        "best_step": best,
+        "best_epoch": -(-best // steps_per_epoch),
+        "train_loss": float(result.last_metrics.get("loss", float("nan"))),
+    }
+    return nnx.merge(graphdef, result.state.params, frozen), info
+
+
+def run(config, workdir: str) -> dict:
+    cfg = from_config_dict(config)
+    mesh = make_mesh(cfg.mesh)
+    if cfg.batch_size % batch_size_multiple(mesh):
+        raise ValueError(
+            f"config.batch_size={cfg.batch_size} must be a multiple of the "
+            f"{batch_size_multiple(mesh)} devices the batch is split over"
+        )
+    splits, meta = load_data(cfg, workdir)
+    tok = load_tokenizer(cfg, splits)
+    ids = placeholder_ids(tok)  # raises at setup when a placeholder is missing
+    load = load_embeddings(cfg, splits, mesh)
+    d = cfg.data
+    opts = DiffOptions(mean_rows=d.mean_rows, peer_rule=d.peer_rule, pad_missing=d.pad_missing)
+    maps = build_peer_maps(splits["test"].samples, load, opts)
+    build_all = functools.partial(
+        build_examples, meta=meta, load_embeddings=load, maps=maps, tokenizer=tok,
+        options=opts, align_prompt=d.align_prompt, max_length=d.max_length,
+        total_length=d.total_length,
+    )  # fmt: skip
+
+    def build(selection, training: bool) -> Examples:
+        if not d.prompt_review_text:
+            selection = without_review_text(selection)
+        return build_all(selection, training=training)
+
+    train = build(splits["train"], training=True)
+    scored = splits["test"]  # every test user keeps its embeddings and peer rows
+    if d.max_test > 0:
+        scored = dataclasses.replace(scored, samples=scored.samples[: d.max_test])
+    val, test = build(splits["val"], training=False), build(scored, training=False)
+    for name, ex in (("train", train), ("val", val), ("test", test)):
+        if ex.skipped:
+            log.warning("DEP %s: skipped %s", name, dict(ex.skipped))
+        if not ex.rows:
+            raise ValueError(f"DEP: no {name} examples left (skipped: {dict(ex.skipped)})")
+
+    lm = build_backbone(cfg.model, tok, mesh=mesh, seed=cfg.seed)
+    if len(tok) > lm.config.vocab_size:
+        raise ValueError(
+            f"DEP: the tokenizer has {len(tok)} ids with the {len(NEW_TOKENS)} added tokens but "
+            f"{cfg.model.source}'s embeddings have {lm.config.vocab_size} rows; resize them"
+        )
+    metrics: dict = {
+        "data/train": len(train.rows), "data/val": len(val.rows), "data/test": len(test.rows),
+        **{f"skipped/{k}": v for k, v in train.skipped.items()},
+    }  # fmt: skip
+    if cfg.pretrain.enabled:
+        lm, metrics["pretrain/lm_loss"] = pretrain_lm(cfg, lm, ids, train, mesh, workdir)
+
+    meteor_opts = MeteorOptions(cfg.eval.meteor_wordnet, cfg.eval.meteor_tokenizer)
+    refs = [r["target"].strip() for r in test.rows]
+    results = {}
+    for arm in cfg.arms:
+        model, info = train_arm(cfg, arm, lm, ids, train, val, mesh, tok, workdir, meteor_opts)
+        preds = generate_texts(model, test, arm, cfg, tok)
+        results[arm] = generation_metrics(
+            refs, preds, meteor_options=meteor_opts, bertscore=cfg.eval.bertscore,
+            bertscore_model=cfg.eval.bertscore_model,
+        )  # fmt: skip
+        metrics |= {f"{arm}/{k}": v for k, v in info.items()}
+        metrics |= {f"test/{arm}/{k}": v for k, v in results[arm].items()}
+        metrics[f"example/{arm}"] = preds[0] if preds else ""
+    table = results_table(results, meteor_label(meteor_opts))
+    if jax.process_index() == 0:
+        print(table)
+    metrics = {k: v for k, v in metrics.items() if not isinstance(v, str)}
+    return make_summary(metrics, tables={"dep": table})
