@@ -28,7 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.timing import compile_jitted, environment, time_calls, write_json
+from benchmarks.timing import (
+    compile_jitted,
+    environment,
+    interleaved_samples,
+    train_step_call,
+    write_json,
+)
 from jaxmethods.methods.baldro.assets import make_token_ce
 from jaxmethods.methods.baldro.objective import ObjectiveConfig, objective
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
@@ -101,20 +107,10 @@ def main() -> None:
             constants_shardings=p_shard if fr is not None else None,
         )  # fmt: skip
         compiled, compile_s[name] = compile_jitted(step, state, fr, batch)
-        holder = {"state": state}
-
-        def call(compiled=compiled, holder=holder, fr=fr):
-            holder["state"], metrics = compiled(holder["state"], fr, batch)
-            return metrics["loss"]
-
-        runners[name] = call
+        runners[name] = train_step_call(compiled, state, fr, batch)
         print(f"compiled {name} in {compile_s[name]:.1f}s", flush=True)
 
-    samples: dict[str, list[float]] = {k: [] for k in VARIANTS}
-    for _ in range(p["rounds"]):
-        for name, call in runners.items():
-            stats = time_calls(call, warmup=p["warmup"], iters=p["iters"])
-            samples[name] += stats["samples_s"]
+    samples = interleaved_samples(runners, rounds=p["rounds"], warmup=p["warmup"], iters=p["iters"])
     median = {k: float(np.median(v)) for k, v in samples.items()}
     ratios = {k: median[k] / median["npo"] for k in VARIANTS}
     tokens = 2 * p["batch"] * p["seq"]

@@ -28,7 +28,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.timing import compile_jitted, environment, memory_bytes, time_calls, write_json
+from benchmarks.timing import (
+    compile_jitted,
+    environment,
+    interleaved_samples,
+    memory_bytes,
+    train_step_call,
+    write_json,
+)
 from jaxmethods.methods.dep.model import DEPAdapterConfig, DEPModel
 from jaxmethods.methods.dep.model_train import make_dep_loss_fn, split_dep
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
@@ -111,19 +118,10 @@ def main() -> None:
         compiled, compile_s[name] = compile_jitted(step, state, constants, batch)
         memory[name] = memory_bytes(compiled)
         peak[name] = peak_bytes(memory[name])
-        holder = {"state": state}
-
-        def call(compiled=compiled, holder=holder, constants=constants):
-            holder["state"], metrics = compiled(holder["state"], constants, batch)
-            return metrics["loss"]
-
-        runners[name] = call
+        runners[name] = train_step_call(compiled, state, constants, batch)
         print(f"compiled {name} in {compile_s[name]:.1f}s", flush=True)
 
-    samples: dict[str, list[float]] = {k: [] for k in VARIANTS}
-    for _ in range(p["rounds"]):
-        for name, call in runners.items():
-            samples[name] += time_calls(call, warmup=p["warmup"], iters=p["iters"])["samples_s"]
+    samples = interleaved_samples(runners, rounds=p["rounds"], warmup=p["warmup"], iters=p["iters"])
     median = {k: float(np.median(v)) for k, v in samples.items()}
     ratio = median["dep"] / median["full"]
     peak_ratio = None if None in peak.values() else peak["dep"] / peak["full"]

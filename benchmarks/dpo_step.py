@@ -28,7 +28,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.timing import compile_jitted, environment, time_calls, write_json
+from benchmarks.timing import (
+    compile_jitted,
+    environment,
+    interleaved_samples,
+    train_step_call,
+    write_json,
+)
 from jaxmethods.models.causal_lm import causal_lm_loss
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES as RULES
@@ -103,19 +109,10 @@ def main() -> None:
         state, shardings = create_state(jax.tree.map(jnp.copy, params), tx, mesh, rules=RULES)
         step = compile_step(tx, mesh, shardings, loss_fn=loss_fn, constants_shardings=c_shard)
         compiled, compile_s[name] = compile_jitted(step, state, constants, batch)
-        holder = {"state": state}
-
-        def call(compiled=compiled, holder=holder, constants=constants, batch=batch):
-            holder["state"], metrics = compiled(holder["state"], constants, batch)
-            return metrics["loss"]
-
-        runners[name] = call
+        runners[name] = train_step_call(compiled, state, constants, batch)
         print(f"compiled {name} in {compile_s[name]:.1f}s", flush=True)
 
-    samples: dict[str, list[float]] = {k: [] for k in VARIANTS}
-    for _ in range(p["rounds"]):
-        for name, call in runners.items():
-            samples[name] += time_calls(call, warmup=p["warmup"], iters=p["iters"])["samples_s"]
+    samples = interleaved_samples(runners, rounds=p["rounds"], warmup=p["warmup"], iters=p["iters"])
     median = {k: float(np.median(v)) for k, v in samples.items()}
     ratios = {k: median[k] / median["sft"] for k in VARIANTS}
     tokens = 2 * p["pairs"] * p["seq"]

@@ -36,7 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from benchmarks.timing import compile_jitted, environment, memory_bytes, time_calls, write_json
+from benchmarks.timing import (
+    compile_jitted,
+    environment,
+    interleaved_samples,
+    memory_bytes,
+    train_step_call,
+    write_json,
+)
 from jaxmethods.models.causal_lm import causal_lm_loss
 from jaxmethods.models.decoder import DecoderConfig, DecoderLM
 from jaxmethods.models.lora import LoRAParam, apply_lora
@@ -141,20 +148,11 @@ def main() -> None:
         train, compile_s[f"{setup}/train"] = compile_jitted(step, state, constants, batch)
         memory[f"{setup}/forward"] = memory_bytes(fwd)
         memory[f"{setup}/train"] = memory_bytes(train)
-        holder = {"state": state}
-
-        def call_train(train=train, holder=holder, constants=constants):
-            holder["state"], metrics = train(holder["state"], constants, batch)
-            return metrics["loss"]
-
         runners[f"{setup}/forward"] = lambda fwd=fwd, a=fwd_args: fwd(*a, batch)
-        runners[f"{setup}/train"] = call_train
+        runners[f"{setup}/train"] = train_step_call(train, state, constants, batch)
         print(f"compiled {setup}", flush=True)
 
-    samples: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(p["rounds"]):
-        for name, call in runners.items():
-            samples[name] += time_calls(call, warmup=p["warmup"], iters=p["iters"])["samples_s"]
+    samples = interleaved_samples(runners, rounds=p["rounds"], warmup=p["warmup"], iters=p["iters"])
     median = {k: float(np.median(v)) for k, v in samples.items()}
     fastest = {k: float(np.min(v)) for k, v in samples.items()}
     pairs = [("multi4", "multi1"), ("multi4_r8", "multi1"), ("multi4", "plain")]

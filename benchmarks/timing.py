@@ -89,6 +89,33 @@ def time_calls(call: Callable[[], Any], *, warmup: int = 2, iters: int = 10) -> 
     }
 
 
+def train_step_call(compiled: Any, state: Any, *args: Any) -> Callable[[], Any]:
+    """A zero-argument call of a donating `compiled(state, *args) -> (state, metrics)`.
+
+    Each call feeds the state the previous call returned (the donated one is gone) and returns
+    `metrics["loss"]`, so `time_calls` blocks on the step's result.
+    """
+    holder = {"state": state}
+
+    def call() -> Any:
+        holder["state"], metrics = compiled(holder["state"], *args)
+        return metrics["loss"]
+
+    return call
+
+
+def interleaved_samples(
+    calls: dict[str, Callable[[], Any]], *, rounds: int, warmup: int, iters: int
+) -> dict[str, list[float]]:
+    """Seconds per call of every variant, timed in `rounds` alternating rounds of `iters` calls
+    (after `warmup` untimed ones), so drift on a shared machine does not favour any variant."""
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            samples[name] += time_calls(call, warmup=warmup, iters=iters)["samples_s"]
+    return samples
+
+
 def xla_flops(compiled: Any) -> float | None:
     """FLOPs of one call from `compiled.cost_analysis()` (None if unavailable)."""
     try:
