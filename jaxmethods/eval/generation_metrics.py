@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxmethods.eval.qa import mean_and_stderr
-from jaxmethods.eval.rouge import _scorer
+from jaxmethods.eval.rouge import rouge1, rouge_l
 
 DOWNLOAD_HINT = "python -m nltk.downloader wordnet punkt_tab"
 BERTSCORE_MODEL = "allenai/led-base-16384"
@@ -113,11 +113,10 @@ def _check(references: Sequence[str], predictions: Sequence[str]) -> tuple[list,
 def rouge_f1(references: Sequence[str], predictions: Sequence[str]) -> dict[str, np.ndarray]:
     """Per-sample ROUGE-1 and ROUGE-L F1: {"rouge1": [N], "rougeL": [N]}."""
     refs, preds = _check(references, predictions)
-    out = {}
-    for kind in ("rouge1", "rougeL"):
-        scorer = _scorer(kind, False)
-        out[kind] = np.array([scorer.score(r, p)[kind].fmeasure for r, p in zip(refs, preds)])
-    return out
+    return {
+        "rouge1": np.array([rouge1(r, p).fmeasure for r, p in zip(refs, preds)]),
+        "rougeL": np.array([rouge_l(r, p).fmeasure for r, p in zip(refs, preds)]),
+    }
 
 
 def meteor(

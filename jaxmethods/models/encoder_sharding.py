@@ -12,19 +12,10 @@ from __future__ import annotations
 
 from jax.sharding import PartitionSpec as P
 
-_COLUMN = r"(query|key|value|intermediate)"
-_ROW = r"output"
+from jaxmethods.models.sharding_rules import layered_rules, megatron_layer_rules
 
-_LAYER_RULES: tuple[tuple[str, P], ...] = (
-    (rf"{_COLUMN}/kernel", P("fsdp", "tensor")),
-    (rf"{_COLUMN}/bias", P("tensor")),
-    (rf"{_COLUMN}/lora_a", P("fsdp", None)),
-    (rf"{_COLUMN}/lora_b", P(None, "tensor")),
-    (rf"{_ROW}/kernel", P("tensor", "fsdp")),
-    (rf"{_ROW}/bias", P(None)),
-    (rf"{_ROW}/lora_a", P("tensor", None)),
-    (rf"{_ROW}/lora_b", P(None, "fsdp")),
-    (r"_norm/(scale|bias)", P(None)),
+_LAYER_RULES = megatron_layer_rules(
+    r"(query|key|value|intermediate)", r"output", r"_norm/(scale|bias)"
 )
 
 _TOP_RULES: tuple[tuple[str, P], ...] = (
@@ -37,12 +28,4 @@ _TOP_RULES: tuple[tuple[str, P], ...] = (
 )
 
 
-def _stack(spec: P) -> P:
-    return P(None, *spec)
-
-
-ENCODER_SHARDING_RULES: list[tuple[str, P]] = [
-    *((rf"layers/\d+/.*{pattern}", spec) for pattern, spec in _LAYER_RULES),
-    *((rf"layers/.*{pattern}", _stack(spec)) for pattern, spec in _LAYER_RULES),
-    *_TOP_RULES,
-]
+ENCODER_SHARDING_RULES: list[tuple[str, P]] = layered_rules(_LAYER_RULES, _TOP_RULES)

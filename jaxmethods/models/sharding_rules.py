@@ -11,20 +11,36 @@ from __future__ import annotations
 
 from jax.sharding import PartitionSpec as P
 
-_COLUMN = r"(q_proj|k_proj|v_proj|gate_proj|up_proj)"
-_ROW = r"(o_proj|down_proj)"
 
-# Rules for one layer's leaves, written for the per-layer (unstacked) shapes.
-_LAYER_RULES: tuple[tuple[str, P], ...] = (
-    (rf"{_COLUMN}/kernel", P("fsdp", "tensor")),
-    (rf"{_COLUMN}/bias", P("tensor")),
-    (rf"{_COLUMN}/lora_a", P("fsdp", None)),
-    (rf"{_COLUMN}/lora_b", P(None, "tensor")),
-    (rf"{_ROW}/kernel", P("tensor", "fsdp")),
-    (rf"{_ROW}/bias", P(None)),
-    (rf"{_ROW}/lora_a", P("tensor", None)),
-    (rf"{_ROW}/lora_b", P(None, "fsdp")),
-    (r"layernorm/scale", P(None)),
+def megatron_layer_rules(column: str, row: str, norm: str) -> tuple[tuple[str, P], ...]:
+    """One layer's rules (per-layer shapes): `column` Dense layers split their output dim over
+    `tensor`, `row` layers their input dim; the other matrix dim over `fsdp`; LoRA factors follow
+    their kernel; biases of row layers and the `norm` parameters stay replicated."""
+    return (
+        (rf"{column}/kernel", P("fsdp", "tensor")),
+        (rf"{column}/bias", P("tensor")),
+        (rf"{column}/lora_a", P("fsdp", None)),
+        (rf"{column}/lora_b", P(None, "tensor")),
+        (rf"{row}/kernel", P("tensor", "fsdp")),
+        (rf"{row}/bias", P(None)),
+        (rf"{row}/lora_a", P("tensor", None)),
+        (rf"{row}/lora_b", P(None, "fsdp")),
+        (norm, P(None)),
+    )
+
+
+def layered_rules(layer_rules, top_rules) -> list[tuple[str, P]]:
+    """Rules for a model with `layers/<i>/...` (unstacked) or `layers/...` (stacked under
+    `scan_layers`, with a leading unsharded [L] axis) plus the top-level `top_rules`."""
+    return [
+        *((rf"layers/\d+/.*{pattern}", spec) for pattern, spec in layer_rules),
+        *((rf"layers/.*{pattern}", P(None, *spec)) for pattern, spec in layer_rules),
+        *top_rules,
+    ]
+
+
+_LAYER_RULES = megatron_layer_rules(
+    r"(q_proj|k_proj|v_proj|gate_proj|up_proj)", r"(o_proj|down_proj)", r"layernorm/scale"
 )
 
 _TOP_RULES: tuple[tuple[str, P], ...] = (
@@ -38,12 +54,4 @@ _TOP_RULES: tuple[tuple[str, P], ...] = (
 )
 
 
-def _stack(spec: P) -> P:
-    return P(None, *spec)
-
-
-DECODER_SHARDING_RULES: list[tuple[str, P]] = [
-    *((rf"layers/\d+/.*{pattern}", spec) for pattern, spec in _LAYER_RULES),
-    *((rf"layers/.*{pattern}", _stack(spec)) for pattern, spec in _LAYER_RULES),
-    *_TOP_RULES,
-]
+DECODER_SHARDING_RULES: list[tuple[str, P]] = layered_rules(_LAYER_RULES, _TOP_RULES)
