@@ -14,6 +14,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxmethods.train.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MESH = {"data": -1, "fsdp": 1, "tensor": 1}
@@ -165,3 +167,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_size_multiple(mesh: Mesh) -> int:
     """Global batch sizes must be multiples of this to split evenly over the batch axes."""
     return int(np.prod([mesh.shape[a] for a in batch_axes(mesh)]))
+
+
+def check_batch_sizes(mesh: Mesh, **sizes: int) -> None:
+    """Raises ConfigError (a ValueError) naming the first config field whose global batch size does not split
+    evenly over the mesh's batch axes, e.g. `check_batch_sizes(mesh, **{"config.batch_size": 8})`."""
+    multiple = batch_size_multiple(mesh)
+    for name, size in sizes.items():
+        if size % multiple:
+            raise ConfigError(
+                f"{name}={size} must be a multiple of the {multiple} devices the batch is split "
+                f"over (mesh {dict(mesh.shape)})"
+            )

@@ -27,7 +27,7 @@ from jaxmethods.methods.baldro.report import markdown_table, phase_log, plot_cur
 from jaxmethods.models.backbone import split_trainable
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
 from jaxmethods.train.config import ConfigError
-from jaxmethods.train.mesh import batch_size_multiple, make_mesh
+from jaxmethods.train.mesh import check_batch_sizes, make_mesh
 from jaxmethods.train.metrics import is_writer, make_summary, write_json_atomic, write_text_atomic
 from jaxmethods.train.trainer import shard_and_place
 
@@ -35,16 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def _check_batches(cfg: BalDROConfig, mesh) -> None:
-    multiple = batch_size_multiple(mesh)
     sizes = {"config.train.micro_batch_size": cfg.train.micro_batch_size}
     if cfg.finetune.enabled:
         sizes["config.finetune.batch_size"] = cfg.finetune.batch_size
-    for name, size in sizes.items():
-        if size % multiple:
-            raise ConfigError(
-                f"{name}={size} must be a multiple of the {multiple} devices the batch is split "
-                f"over (mesh {dict(mesh.shape)})"
-            )
+    check_batch_sizes(mesh, **sizes)
 
 
 def _demo_models(cfg, graphdef, params0, data, tokenizer, mesh, workdir):

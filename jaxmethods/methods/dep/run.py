@@ -33,7 +33,7 @@ from jaxmethods.methods.dep.report import results_table
 from jaxmethods.models.backbone import build_backbone
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
 from jaxmethods.train import EarlyStopping, Eval, fit, hf_max_steps, make_mesh, make_summary
-from jaxmethods.train.mesh import batch_size_multiple
+from jaxmethods.train.mesh import check_batch_sizes
 from jaxmethods.train.optim import OptimConfig
 from jaxmethods.train.trainer import shard_and_place
 
@@ -237,11 +237,7 @@ def train_arm(cfg: DEPConfig, arm: str, lm, ids, train, val, mesh, tok, workdir,
 def run(config, workdir: str) -> dict:
     cfg = from_config_dict(config)
     mesh = make_mesh(cfg.mesh)
-    if cfg.batch_size % batch_size_multiple(mesh):
-        raise ValueError(
-            f"config.batch_size={cfg.batch_size} must be a multiple of the "
-            f"{batch_size_multiple(mesh)} devices the batch is split over"
-        )
+    check_batch_sizes(mesh, **{"config.batch_size": cfg.batch_size})
     splits, meta = load_data(cfg, workdir)
     tok = load_tokenizer(cfg, splits)
     ids = placeholder_ids(tok)  # raises at setup when a placeholder is missing

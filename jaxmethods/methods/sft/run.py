@@ -21,7 +21,7 @@ from jaxmethods.models.causal_lm import causal_lm_loss
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
 from jaxmethods.train import EarlyStopping, Eval, fit, hf_max_steps, make_mesh, make_summary
 from jaxmethods.train.loop import put_batch
-from jaxmethods.train.mesh import batch_size_multiple, data_sharding
+from jaxmethods.train.mesh import check_batch_sizes, data_sharding
 from jaxmethods.train.trainer import shard_and_place
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,7 @@ def load_tokenizer(cfg: SFTConfig, rows: list[dict]):
 def run(config, workdir: str) -> dict:
     cfg = from_config_dict(config)
     mesh = make_mesh(cfg.mesh)
-    if cfg.batch_size % batch_size_multiple(mesh):
-        raise ValueError(
-            f"config.batch_size={cfg.batch_size} must be a multiple of the "
-            f"{batch_size_multiple(mesh)} devices the batch is split over"
-        )
+    check_batch_sizes(mesh, **{"config.batch_size": cfg.batch_size})
     train_rows, valid_rows = load_rows(cfg.data)
     tokenizer = load_tokenizer(cfg, train_rows + valid_rows)
     train, valid = (
