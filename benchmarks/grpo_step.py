@@ -36,6 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 PROMPTS = ["a b c", "d e f", "g h a", "b c d", "e f g", "h a b", "c d e", "f g h"]
 PRESETS = {
+    "smoke": dict(hidden=32, inter=64, layers=1, heads=2, kv=2, vocab=256, prompts=2, group=2,
+                  max_new_tokens=4, steps=2, warmup=1),
     "cpu": dict(hidden=128, inter=344, layers=2, heads=4, kv=2, vocab=256, prompts=4, group=4,
                 max_new_tokens=32, steps=8, warmup=2),
     "gpu": dict(hidden=2048, inter=5504, layers=16, heads=16, kv=8, vocab=256, prompts=16,

@@ -39,6 +39,8 @@ from jaxmethods.train.state import TrainState
 from jaxmethods.train.step import make_train_step
 
 PRESETS = {
+    "smoke": dict(hidden=32, layers=1, heads=2, vocab=256, batch=2, seq=32, items=50,
+                  prompt=16, beams=2, new_tokens=4, decode_batch=2, repeats=1, rounds=1),
     "cpu": dict(hidden=128, layers=2, heads=4, vocab=4096, batch=16, seq=256, items=5000,
                 prompt=96, beams=10, new_tokens=16, decode_batch=8, repeats=10, rounds=3),
     "gpu": dict(hidden=1024, layers=8, heads=16, vocab=32768, batch=64, seq=512, items=40000,

@@ -53,6 +53,8 @@ from jaxmethods.train.optim import OptimConfig, make_optimizer
 from jaxmethods.train.trainer import compile_step, create_state
 
 PRESETS = {
+    "smoke": dict(hidden=32, inter=64, layers=1, heads=2, kv=2, vocab=128, batch=2, seq=16,
+                  dtype="float32", remat=False, warmup=1, iters=2, rounds=1),
     "cpu": dict(hidden=128, inter=344, layers=2, heads=4, kv=4, vocab=2048, batch=8, seq=128,
                 dtype="float32", remat=False, warmup=2, iters=5, rounds=5),
     "gpu": dict(hidden=2048, inter=5504, layers=16, heads=16, kv=16, vocab=32000, batch=8,

@@ -29,6 +29,7 @@ _EXPORTS = {
     "meteor_label": "generation_metrics",
     "contains_match": "qa",
     "exact_match": "qa",
+    "f1_score": "qa",
     "mean_and_stderr": "qa",
     "normalize_answer": "qa",
     "qa_scores": "qa",

@@ -1,10 +1,11 @@
-"""Open-domain QA metrics: SQuAD/DPR answer normalisation, contains-accuracy, exact match, and
-the Self-Selection source breakdown.
+"""Open-domain QA metrics: SQuAD/DPR answer normalisation, contains-accuracy, exact match, SQuAD
+token F1, and the Self-Selection source breakdown.
 
 `normalize_answer` is the SQuAD v1.1 / DPR rule: lower-case, drop punctuation, drop the articles
 "a", "an", "the", collapse whitespace. Contains-accuracy (Self-RAG, Self-Selection) counts an
 output as correct when any normalised gold alias occurs in the normalised output (on word
-boundaries, so "paris" is not found in "comparison"); EM asks for equality with an alias.
+boundaries, so "paris" is not found in "comparison"); EM asks for equality with an alias; F1 is
+SQuAD v1.1's bag-of-tokens overlap F1 of the normalised strings, maximised over aliases.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,6 +48,25 @@ def exact_match(prediction: str, answers: Sequence[str]) -> bool:
     return any(pred == normalize_answer(a) for a in answers)
 
 
+def _token_f1(prediction: str, truth: str) -> float:
+    pred, gold = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    same = sum((Counter(pred) & Counter(gold)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(gold)
+    return 2 * precision * recall / (precision + recall)
+
+
+def f1_score(prediction: str, answers: Sequence[str] | str) -> float:
+    """SQuAD v1.1 token F1: max over gold aliases of the F1 of the normalised token multisets.
+
+    An empty prediction or alias scores 0 (SQuAD's rule: no common token -> 0); no aliases -> 0.
+    """
+    if isinstance(answers, str):
+        answers = [answers]
+    return max((_token_f1(prediction, a) for a in answers), default=0.0)
+
+
 def mean_and_stderr(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """(mean, standard error of the mean = sample std / sqrt(n)) of [n] values; (nan, nan) if n=0."""
     x = np.asarray(values, np.float64)
@@ -56,15 +77,18 @@ def mean_and_stderr(values: Sequence[float] | np.ndarray) -> tuple[float, float]
 
 
 def qa_scores(predictions: Sequence[str], answers: Sequence[Sequence[str]]) -> dict[str, float]:
-    """{"acc", "acc_se", "em", "em_se"} over paired [n] predictions and gold alias lists."""
+    """{"acc", "acc_se", "em", "em_se", "f1", "f1_se"} over paired [n] predictions and gold
+    alias lists."""
     if len(predictions) != len(answers):
         raise ValueError(
             f"qa_scores: {len(predictions)} predictions but {len(answers)} answer lists"
         )
     acc = [float(contains_match(p, a)) for p, a in zip(predictions, answers)]
     em = [float(exact_match(p, a)) for p, a in zip(predictions, answers)]
+    f1 = [f1_score(p, a) for p, a in zip(predictions, answers)]
     (m_acc, se_acc), (m_em, se_em) = mean_and_stderr(acc), mean_and_stderr(em)
-    return {"acc": m_acc, "acc_se": se_acc, "em": m_em, "em_se": se_em}
+    m_f1, se_f1 = mean_and_stderr(f1)
+    return {"acc": m_acc, "acc_se": se_acc, "em": m_em, "em_se": se_em, "f1": m_f1, "f1_se": se_f1}
 
 
 def source_breakdown(

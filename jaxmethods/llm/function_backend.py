@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from jaxmethods.llm.accounting import NO_PRICES, Prices
 from jaxmethods.llm.client import Item, LLMClient
-from jaxmethods.llm.types import Completion, LLMRequestError, Request
+from jaxmethods.llm.types import Completion, LLMRequestError, Request, content_text
 
 
 class FunctionClient(LLMClient):
@@ -46,7 +46,7 @@ class FunctionClient(LLMClient):
             except Exception as e:  # the user's function: any failure fails this request
                 out.append(LLMRequestError(index, request, key, 1, f"{type(e).__name__}: {e}"))
                 continue
-            prompt = sum(len(m["content"].split()) for m in request.messages)
+            prompt = sum(len(content_text(m["content"]).split()) for m in request.messages)
             out.append(
                 Completion(text, "stop", prompt, len(text.split()), model=self.model_name,
                            key=key, attempts=1)

@@ -17,13 +17,22 @@ from jaxmethods.llm.accounting import NO_PRICES, Prices
 from jaxmethods.llm.batching import EngineRequest
 from jaxmethods.llm.client import Item, LLMClient
 from jaxmethods.llm.engine import GenerationEngine
-from jaxmethods.llm.types import Completion, LLMRequestError, Request
+from jaxmethods.llm.types import Completion, LLMRequestError, Request, content_text, has_images
 
 
 def engine_request(engine: GenerationEngine, request: Request) -> EngineRequest:
-    """A chat `Request` tokenised with the engine's chat template."""
+    """A chat `Request` tokenised with the engine's chat template (text parts joined; the local
+    decoders have no image input, so a request with an image part is refused)."""
+    if has_images(request):
+        raise ValueError(
+            "the local backend's decoder has no image input; send image parts to a multimodal "
+            "OpenAI-compatible endpoint (llm.backend='openai') or describe the image in text"
+        )
+    messages = [
+        {"role": m["role"], "content": content_text(m["content"])} for m in request.messages
+    ]
     return EngineRequest(
-        prompt_ids=tuple(engine.encode_chat(request.messages)),
+        prompt_ids=tuple(engine.encode_chat(messages)),
         max_tokens=request.max_tokens,
         temperature=request.temperature,
         top_p=request.top_p,

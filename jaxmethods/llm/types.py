@@ -7,10 +7,11 @@ backend's identity (model name), never of the endpoint or the API key.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 ROLES = ("system", "user", "assistant", "developer", "tool")
@@ -22,7 +23,10 @@ class Request:
     """One chat request.
 
     Attributes:
-      messages: `({"role": ..., "content": str}, ...)` in order (roles from `ROLES`).
+      messages: `({"role": ..., "content": str}, ...)` in order (roles from `ROLES`). A content
+        may also be OpenAI's list of parts, `[{"type": "text", "text": ...}, {"type":
+        "image_url", "image_url": {"url": "data:image/png;base64,..."}}]`, for multimodal
+        endpoints (`image_part` builds an image part); backends without image input reject it.
       max_tokens: most new tokens (> 0).
       temperature: 0 = greedy (the default: deterministic, so caching it is exact); > 0 samples.
       top_p: nucleus mass in (0, 1].
@@ -33,7 +37,7 @@ class Request:
         and benchmarks only).
     """
 
-    messages: tuple[Mapping[str, str], ...]
+    messages: tuple[Mapping[str, Any], ...]
     max_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
@@ -85,21 +89,65 @@ class Request:
 
     def preview(self, chars: int = 60) -> str:
         """The last message's first `chars` characters, for error messages."""
-        text = " ".join(self.messages[-1]["content"].split())
+        text = " ".join(content_text(self.messages[-1]["content"]).split())
         return text if len(text) <= chars else text[: chars - 3] + "..."
 
 
-def _check_message(message: Any, index: int) -> dict[str, str]:
+PART_TYPES = ("text", "image_url")
+
+
+def _check_part(part: Any, where: str) -> dict[str, Any]:
+    if not isinstance(part, Mapping) or part.get("type") not in PART_TYPES:
+        raise ValueError(f"{where} must be a mapping with type in {PART_TYPES}, got {part!r:.80}")
+    if part["type"] == "text":
+        if not isinstance(part.get("text"), str):
+            raise ValueError(f"{where}.text must be a string")
+        return {"type": "text", "text": part["text"]}
+    image = part.get("image_url")
+    url = image.get("url") if isinstance(image, Mapping) else None
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"{where}.image_url.url must be a non-empty string")
+    return {"type": "image_url", "image_url": {k: image[k] for k in sorted(image)}}
+
+
+def _check_message(message: Any, index: int) -> dict[str, Any]:
     if not isinstance(message, Mapping):
         raise ValueError(f"Request.messages[{index}] must be a mapping, got {type(message)}")
     role, content = message.get("role"), message.get("content")
     if role not in ROLES:
         raise ValueError(f"Request.messages[{index}].role={role!r} is not one of {ROLES}")
+    if isinstance(content, (list, tuple)) and content:
+        where = f"Request.messages[{index}].content"
+        parts = [_check_part(p, f"{where}[{j}]") for j, p in enumerate(content)]
+        return {"role": role, "content": parts}
     if not isinstance(content, str):
         raise ValueError(
-            f"Request.messages[{index}].content must be a string, got {type(content).__name__}"
+            f"Request.messages[{index}].content must be a string or a non-empty list of parts, "
+            f"got {type(content).__name__}"
         )
     return {"role": role, "content": content}
+
+
+def content_text(content: str | Sequence[Mapping[str, Any]]) -> str:
+    """The text of a message content: the string itself, or its text parts joined by newlines."""
+    if isinstance(content, str):
+        return content
+    return "\n".join(p["text"] for p in content if p["type"] == "text")
+
+
+def has_images(request: Request) -> bool:
+    """True when any message carries an image part."""
+    return any(
+        not isinstance(m["content"], str) and any(p["type"] == "image_url" for p in m["content"])
+        for m in request.messages
+    )
+
+
+def image_part(png: bytes, *, detail: str | None = None, mime: str = "image/png") -> dict[str, Any]:
+    """An OpenAI `image_url` content part holding `png` as a base64 data URL."""
+    url = f"data:{mime};base64,{base64.b64encode(png).decode('ascii')}"
+    image = {"url": url} if detail is None else {"url": url, "detail": detail}
+    return {"type": "image_url", "image_url": image}
 
 
 def as_request(request: Request | Mapping[str, Any] | str) -> Request:

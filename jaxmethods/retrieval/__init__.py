@@ -11,6 +11,7 @@ from jaxmethods._exports import lazy_exports
 
 _EXPORTS = {
     "BM25Retriever": "bm25",
+    "HashingEncoder": "hashing_encoder",
     "CachedQuestion": "cache",
     "CachedRetriever": "cache",
     "cache_retrieval": "cache",

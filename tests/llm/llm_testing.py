@@ -106,8 +106,11 @@ class ScriptedServer:
                     owner.auth.append(self.headers.get("authorization", ""))
                     k = (scenario, json.dumps(body["messages"], sort_keys=True))
                     owner._per_body[k] = seen = owner._per_body.get(k, 0) + 1
-                text = "echo: " + body["messages"][-1]["content"]
-                if body["messages"][-1]["content"].startswith("FAIL"):
+                last = body["messages"][-1]["content"]
+                if isinstance(last, list):  # OpenAI content parts: echo the text parts
+                    last = "".join(p.get("text", "") for p in last if p.get("type") == "text")
+                text = "echo: " + last
+                if last.startswith("FAIL"):
                     return self._send(500, b'{"error": {"message": "this one always fails"}}')
                 if scenario == "500then200" and seen == 1:
                     return self._send(500, b'{"error": {"message": "boom"}}')

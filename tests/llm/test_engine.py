@@ -115,3 +115,15 @@ def test_local_client_matches_the_engine_and_caches(folder, engine, greedy, tmp_
     assert [o.text for o in outs] == [r.text for r in greedy[1]]
     assert [o.completion_tokens for o in outs] == [r.completion_tokens for r in greedy[1]]
     assert client.complete(reqs)[0].cached and client.last_usage.cache_hits == 3
+
+
+def test_local_backend_refuses_image_parts_with_a_clear_message(engine):
+    from jaxmethods.llm.local_backend import engine_request
+    from jaxmethods.llm.types import image_part
+
+    text = {"type": "text", "text": "hi"}
+    ok = engine_request(engine, Request(messages=({"role": "user", "content": [text]},)))
+    same = engine_request(engine, Request.from_prompt("hi"))
+    assert ok.prompt_ids == same.prompt_ids
+    with pytest.raises(ValueError, match="no image input"):
+        engine_request(engine, Request(messages=({"role": "user", "content": [image_part(b"x")]},)))

@@ -128,3 +128,20 @@ def test_missing_key_variable_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("JM_ABSENT_KEY", raising=False)
     with pytest.raises(ValueError, match=r"'JM_ABSENT_KEY'.*not set"):
         make_client({"model": "m", "api_key_env": "JM_ABSENT_KEY"})
+
+
+def test_image_parts_reach_the_endpoint_as_openai_content_parts(server, client_for):
+    import base64
+
+    from jaxmethods.llm.types import image_part
+
+    png = b"\x89PNG\r\n\x1a\nfake-bytes"
+    parts = [{"type": "text", "text": "Describe the chart."}, image_part(png, detail="low")]
+    request = Request(messages=({"role": "user", "content": parts},), max_tokens=8)
+    [out] = client_for("ok").complete([request])
+    assert isinstance(out.text, str)
+    [msg] = server.bodies[-1]["messages"]
+    assert msg["content"][0] == {"type": "text", "text": "Describe the chart."}
+    url = msg["content"][1]["image_url"]["url"]
+    assert url == "data:image/png;base64," + base64.b64encode(png).decode()
+    assert msg["content"][1]["image_url"]["detail"] == "low"

@@ -49,3 +49,21 @@ def test_config_from_dict_and_errors_name_the_field():
         llm_config({"model": "m", "api_key": "sk-123"})  # keys never live in a config
     with pytest.raises(ConfigError, match=r"config.llm.model: required"):
         llm_config({"backend": "openai"})
+
+
+def test_multimodal_content_parts_validate_key_and_preview():
+    from jaxmethods.llm.types import content_text, has_images, image_part, request_key
+
+    text = {"type": "text", "text": "What does the chart show?"}
+    a = Request(messages=({"role": "user", "content": [text, image_part(b"png-a")]},))
+    b = Request(messages=({"role": "user", "content": [text, image_part(b"png-b")]},))
+    plain = Request(messages=({"role": "user", "content": [text]},))
+    assert has_images(a) and not has_images(plain)
+    assert a.preview() == "What does the chart show?"
+    assert content_text(plain.messages[0]["content"]) == text["text"]
+    ident = {"model": "m"}
+    assert request_key(a, ident) != request_key(b, ident)  # the image is part of the cache key
+    with pytest.raises(ValueError, match=r"messages\[0\]\.content\[1\]"):
+        Request(messages=({"role": "user", "content": [text, {"type": "audio"}]},))
+    with pytest.raises(ValueError, match=r"image_url\.url"):
+        Request(messages=({"role": "user", "content": [{"type": "image_url", "image_url": {}}]},))
