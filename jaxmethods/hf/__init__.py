@@ -21,6 +21,11 @@ from jaxmethods.hf.peft import load_peft_adapter, save_peft_adapter
 from jaxmethods.hf.pretrained import load_pretrained, looks_like_local_path, resolve_model_path
 from jaxmethods.hf.save import save_pretrained
 from jaxmethods.hf.tokenizer import load_tokenizer
+from jaxmethods.hf.vision_loading import (
+    VisionWeightsMissing,
+    load_vision_model,
+    try_load_vision_model,
+)
 
 
 def load_reward_model(path_or_id: str | os.PathLike, dtype: Any = None, **kwargs: Any):
@@ -29,6 +34,7 @@ def load_reward_model(path_or_id: str | os.PathLike, dtype: Any = None, **kwargs
 
 
 __all__ = [
+    "VisionWeightsMissing",
     "decoder_config_from_hf",
     "encoder_config_from_hf",
     "hf_config_from_decoder",
@@ -36,8 +42,10 @@ __all__ = [
     "load_pretrained",
     "load_reward_model",
     "load_tokenizer",
+    "load_vision_model",
     "looks_like_local_path",
     "resolve_model_path",
     "save_peft_adapter",
     "save_pretrained",
+    "try_load_vision_model",
 ]

@@ -18,6 +18,7 @@ METHODS: dict[str, str] = {
     "perm": "jaxmethods.methods.perm.run:run",
     "reason4rec": "jaxmethods.methods.reason4rec.run:run",
     "dep": "jaxmethods.methods.dep.run:run",
+    "fintmm": "jaxmethods.methods.fintmm.run:run",
 }
 
 

@@ -16,6 +16,11 @@ Features: lower-cased tokens `[a-z0-9]+` joined by "-" or "." (so "2022-03-15", 
 token sequence for n in `ngram` (default uni- and bigrams), each hashed with CRC-32 into `dim`
 buckets; bucket weight = 1 + log(count) (sublinear tf); rows L2-normalised (an empty text gives a
 zero row). No IDF: it needs no corpus statistics.
+
+`split="subword"` first replaces every non-alphanumeric run by a space, so "2022-03-15" gives the
+tokens "2022", "03", "15" (and their bigrams) and "150.25" gives "150", "25": real embedders see
+dates as sub-word pieces, so nearby dates share most features and a date is no exact key (the
+whole-token default matches dates letter for letter).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import numpy as np
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:[-.][a-z0-9]+)*")
 _PART = re.compile(r"[a-z0-9]+")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 class HashingEncoder:
@@ -38,9 +44,13 @@ class HashingEncoder:
     Args:
       dim: number of hash buckets = embedding width.
       ngram: (min_n, max_n) word n-gram orders, inclusive.
+      split: "word" (tokens keep "-" and "." joins) or "subword" (split on non-alphanumerics).
     """
 
-    def __init__(self, dim: int = 1024, ngram: tuple[int, int] = (1, 2)):
+    def __init__(self, dim: int = 1024, ngram: tuple[int, int] = (1, 2), split: str = "word"):
+        if split not in ("word", "subword"):
+            raise ValueError(f"HashingEncoder: split must be 'word' or 'subword', got {split!r}")
+        self.split = split
         if dim < 1:
             raise ValueError(f"HashingEncoder: dim must be >= 1, got {dim}")
         lo, hi = ngram
@@ -56,7 +66,10 @@ class HashingEncoder:
 
     def features(self, text: str) -> list[str]:
         """The n-gram strings of one text (before hashing), in order."""
-        tokens = _TOKEN.findall(text.lower())
+        text = text.lower()
+        if self.split == "subword":
+            text = _NON_ALNUM.sub(" ", text)
+        tokens = _TOKEN.findall(text)
         lo, hi = self.ngram
         feats = []
         for n in range(lo, hi + 1):
