@@ -45,6 +45,9 @@ from jaxmethods.train.optim import OptimConfig, make_optimizer
 from jaxmethods.train.trainer import compile_step, create_state, shard_and_place
 
 PRESETS = {
+    "smoke": dict(hidden=32, inter=64, layers=1, heads=2, kv=2, vocab=128, batch=2, seq=32,
+                  embed=32, code=16, dtype="float32", remat=False, chunk=0, warmup=1, iters=2,
+                  rounds=1),
     "cpu": dict(hidden=128, inter=344, layers=2, heads=4, kv=4, vocab=2048, batch=4, seq=128,
                 embed=128, code=64, dtype="float32", remat=False, chunk=0, warmup=2, iters=5,
                 rounds=3),

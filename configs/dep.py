@@ -1,7 +1,7 @@
 """DEP: difference-aware user embeddings, a sparse autoencoder and soft tokens in a frozen LLM.
 
 Variants (`--config configs/dep.py:VARIANT[,key=value,...]`):
-  tiny    CI: synthetic users, a tiny decoder and bag-of-words embeddings, a few steps.
+  tiny    CI: synthetic users, a tiny decoder and a tiny encoder trained in the run, few steps.
   demo    synthetic users with distinct styles; the tiny decoder is pre-trained and the
           embeddings fitted in the run, then non-personalized / history-only / DEP are trained
           and compared on the test users (CPU, a few minutes).
@@ -37,7 +37,7 @@ def _tiny_common(c, *, hidden: int, layers: int, vocab: int, embed: int, code: i
     c.model.num_layers, c.model.num_heads, c.model.num_kv_heads = layers, 4, 2
     c.model.head_dim, c.model.vocab_size = hidden // 4, vocab
     c.adapter.embed_size, c.adapter.code_size = embed, code
-    c.embed.source, c.embed.dim = "bow", embed
+    c.embed.source, c.embed.dim = "tiny", embed
     c.data.source, c.data.categories = "synthetic", ("Books",)
     c.data.mean_rows, c.data.peer_rule, c.data.pad_missing = "code", "others", True
     c.eval.meteor_wordnet, c.eval.meteor_tokenizer = False, "wordpunct"
@@ -56,17 +56,19 @@ def get_config(arg: str | None = None):
         c.data.max_test = 4
         c.model.max_position_embeddings = 512
         c.pretrain.enabled, c.pretrain.steps, c.pretrain.batch_size = True, 2, 4
+        c.embed.train_steps = 2
         c.generate.max_new_tokens = 8
         c.epochs, c.batch_size, c.eval_batch_size = 1, 4, 4
         c.optim.lr = 1e-3
         c.loop.checkpoint_every, c.loop.log_every, c.loop.progress = 0, 1, False
     elif variant in ("demo", "bench"):
-        _tiny_common(c, hidden=64, layers=2, vocab=600, embed=32, code=32)
+        _tiny_common(c, hidden=64, layers=2, vocab=1000, embed=32, code=32)
         c.data.num_users, c.data.num_items, c.data.reviews_per_user = 48, 36, 20
-        c.data.max_length, c.data.total_length, c.data.num_val = 256, 288, 16
+        c.data.max_length, c.data.total_length, c.data.num_val = 224, 264, 16
         c.model.max_position_embeddings = 512
-        c.data.prompt_review_text = False  # style reaches the LLM only through the soft tokens
-        c.pretrain.enabled, c.pretrain.steps, c.pretrain.lr = True, 200, 3e-3
+        c.data.prompt_history = "placeholders"  # style reaches the LLM only via the soft tokens
+        c.pretrain.enabled, c.pretrain.steps, c.pretrain.lr = True, 300, 1e-2
+        c.pretrain.users, c.pretrain.mask_arms, c.pretrain.all_labels = 144, True, False
         c.generate.max_new_tokens = 40
         c.epochs, c.batch_size, c.eval_batch_size = 10, 8, 16
         c.optim.lr = 1e-2

@@ -3,17 +3,18 @@ adapters of one frozen base; reason distillation with the tau filter; three-step
 
 Variants (`--config configs/reason4rec.py:VARIANT[,key=value,...]`):
   tiny   CI: a tiny synthetic world, a 1-layer decoder, a few steps per expert (seconds).
-  demo   the synthetic aspect world on CPU: a tiny random decoder, five adapters trained in
-         the run, the rule-based teacher, the three-step pipeline vs the direct Predictor and
-         the mean baselines (4 min 46 s of CPU; docs/reason4rec.md has the numbers, which do
-         not show the paper's gain).
+  demo   the synthetic aspect world on CPU (docs/reason4rec.md "The demo"): a tiny decoder
+         LM-pre-trained in the run (2 epochs), five adapters, the rule-based teacher, the
+         three-step pipeline vs the direct Predictor (same targets, same steps) and the mean
+         baselines; about 5 min of CPU on 2 cores.
   music  Amazon Digital Music with Meta-Llama-3-8B-Instruct and the authors' per-module
   book   hyper-parameters (their scripts; tau 0.1 / 0.2 / 0.08 per the paper). Point
   yelp   `data.train_file` etc. at the converted Parquet (`convert.py`); the teacher is the
          `llm` section (GPT-3.5-turbo by default) unless `reasons` names the released reasons.
   bench  the demo world with a larger decoder (timing).
 Shortcuts: tau, retries, model, train, test, teacher_summaries, summaries, reasons, teacher
-  (rule / llm), llm_model, llm_url, max_test, history.
+  (rule / llm), llm_model, llm_url, max_test, history,
+  item_history.
 """
 
 from configs.common import apply_overrides, config_from, parse_arg
@@ -34,6 +35,7 @@ SHORTCUTS = {
     "llm_url": "llm.base_url",
     "max_test": "data.max_test",
     "history": "data.max_history",
+    "item_history": "data.max_item_history",
 }
 # (product class, tau) per dataset; the class is the authors' for Music, a guess for the others.
 DATASETS = {"music": ("Digital Music", 0.1), "book": ("Book", 0.2), "yelp": ("Business", 0.08)}
@@ -82,11 +84,14 @@ def get_config(arg: str | None = None):
     elif variant in ("demo", "bench"):
         _synthetic(c, users=60, items=24, per_user=10)
         _tiny_model(c, 64 if variant == "demo" else 256, 2, 384)
-        _small_recipes(c, epochs=6.0, lr=5e-3, batch=16, rank=16)
-        c.data.max_history = 2
-        c.summarizer.epochs, c.reward.epochs, c.reasoner.epochs = 6.0, 15.0, 30.0
-        c.predictor.epochs = c.direct.epochs = 15.0
-        c.pretrain_epochs = 0.0  # a random base; docs/reason4rec.md has pre-trained runs
+        _small_recipes(c, epochs=8.0, lr=5e-3, batch=16, rank=16)
+        c.data.max_history, c.data.max_item_history = 3, 1
+        c.data.reward_samples = 30_000  # 30 % of the targets train the reward model
+        c.summarizer.lr, c.summarizer.epochs = 1e-2, 8.0
+        c.reward.epochs, c.reasoner.epochs = 16.0, 20.0
+        c.predictor.epochs = c.direct.epochs = 8.0  # the same budget for both
+        c.generation.max_new_tokens_summary, c.generation.max_new_tokens_reason = 14, 4
+        c.pretrain_epochs, c.pretrain_lr = 2.0, 1e-3
     else:
         cls, tau = DATASETS[variant]
         c.data.source, c.data.product_class, c.distill.tau = "parquet", cls, tau

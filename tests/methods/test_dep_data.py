@@ -275,6 +275,47 @@ def test_extractor_equals_encoder_cls_l2(tmp_path):
     np.testing.assert_allclose(store(samples[1]), unit[[2, 0]], atol=1e-4)
 
 
+def test_prompt_history_modes(toy, tokenizer):
+    splits, meta, load = toy
+    maps = build_peer_maps(splits["test"].samples, load)
+    opts = DiffOptions(pad_missing=True)
+    a = [s for s in splits["test"].samples if s.user_id == "A"]
+    sel = D.Selection(a)
+    past = [r for r in a[0].profile]
+    prompts = {}
+    for mode in ("full", "items", "placeholders"):
+        ex = build_examples(
+            sel, meta, load, maps, tokenizer, training=False, options=opts, max_length=3000,
+            prompt_history=mode,
+        )  # fmt: skip
+        prompts[mode] = ex.rows[0]["prompt"]
+    head = prompts["full"].split("[User's Past Reviews]:")[0]
+    for p in prompts.values():
+        assert p.startswith(head) and p.endswith(prompts["full"][-80:])  # target kept
+        assert p.count("[HIS_TOKEN_0]") == 1 and p.count("[DIFF_TOKEN_0]") == 1
+    for r in past:
+        assert f"[Review Text]: {r['text']}\n" in prompts["full"]
+        assert r["text"] not in prompts["items"] and r["text"] not in prompts["placeholders"]
+    past_items = [meta[r["asin"]][0] for r in past]
+    assert all(t in prompts["items"] for t in past_items)
+    blocks = prompts["placeholders"].split("[User's Past Reviews]:\n")[1]
+    assert blocks.startswith(
+        "- [Review 1]: <his_token_start>[HIS_TOKEN_0]<his_token_end> "
+        "<diff_token_start>[DIFF_TOKEN_0]<diff_token_end>\n"
+        "- [Review 2]: <his_token_start>[HIS_TOKEN_1]<his_token_end> "
+    )
+    assert "[Item Title]" not in blocks and "[Review Rating]" not in blocks
+    short = build_examples(
+        sel, meta, load, maps, tokenizer, training=False, options=opts, max_length=3000,
+        prompt_history="placeholders", system_prompt=None,
+    ).rows[0]["prompt"]  # fmt: skip
+    assert short == prompts["placeholders"].replace(P.SYSTEM_PROMPT, "").replace(
+        "<|im_start|>system\n<|im_end|>", P.QWEN_DEFAULT_SYSTEM
+    )
+    with pytest.raises(ValueError, match="prompt_history"):
+        build_examples(sel, meta, load, maps, tokenizer, training=False, prompt_history="some")
+
+
 def test_synthetic_runs_the_data_path(tmp_path, tokenizer):
     main, meta = synthetic_dpl(num_users=10, num_items=24, reviews_per_user=20, seed=1)
     mroot, metaroot = D.write_local(main, meta, str(tmp_path), "Books")

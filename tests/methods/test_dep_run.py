@@ -87,12 +87,84 @@ def test_tiny_end_to_end(tmp_path):
     assert "dep" in out["tables"]
 
 
-def test_without_review_text_keeps_items_and_targets():
-    from jaxmethods.methods.dep.data import Sample, Selection
-    from jaxmethods.methods.dep.run import without_review_text
+def _fake_examples(n: int = 12, t: int = 6, e: int = 3):
+    from jaxmethods.methods.dep.dataset import Examples
 
-    rev = {"rating": 4.0, "title": "Jolly", "text": "Wow, jolly.", "asin": "B1", "timestamp": 1}
-    sel = Selection([Sample("u1", "Books", (rev,), dict(rev, asin="B2"))])
-    out = without_review_text(sel).samples[0]
-    assert out.profile == ({**rev, "title": "", "text": ""},)
-    assert out.target == sel.samples[0].target and rev["text"] == "Wow, jolly."
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        mask = np.array([0] * (i % 3) + [1] * (t - i % 3), np.int32)
+        rows.append({
+            "input_ids": (np.arange(t, dtype=np.int32) + 10 * i) * mask,
+            "attention_mask": mask,
+            "labels": np.where(np.arange(t) >= t - 2, 7, -100).astype(np.int32),
+            "his_diff_emb": rng.normal(size=(16, e)).astype(np.float32) + 1.0,
+        })  # fmt: skip
+    return Examples(rows)
+
+
+def test_pretraining_rows_take_a_random_arm_each():
+    from jaxmethods.methods.dep.run import _gather
+
+    ex = _fake_examples()
+    idx = np.array([0, 3, 5, 7, 11, 2, 9, 1, -1])
+    batch = _gather(ex, None, mask_arms=True, all_labels=True, seed=1)(idx)
+    seen = set()
+    for r, i in enumerate(idx[:-1]):
+        x = ex.rows[i]["his_diff_emb"]
+        got = batch["his_diff_emb"][r]
+        kinds = {  # none: all zero; history: rows 8-15 zero; dep: unchanged
+            "none": not got.any(),
+            "history": np.array_equal(got[:8], x[:8]) and not got[8:].any(),
+            "dep": np.array_equal(got, x),
+        }
+        assert sum(kinds.values()) == 1, (r, kinds)
+        seen |= {k for k, v in kinds.items() if v}
+        m = ex.rows[i]["attention_mask"]
+        np.testing.assert_array_equal(
+            batch["labels"][r], np.where(m > 0, ex.rows[i]["input_ids"], -100)
+        )
+    assert seen == {"none", "history", "dep"}
+    assert not batch["his_diff_emb"][-1].any() and (batch["labels"][-1] == -100).all()
+    again = _gather(ex, None, mask_arms=True, all_labels=True, seed=1)(
+        idx
+    )  # a function of the indices
+    np.testing.assert_array_equal(again["his_diff_emb"], batch["his_diff_emb"])
+    plain = _gather(ex, None)(idx[:2])  # no masking; the rows' own (target) labels
+    np.testing.assert_array_equal(plain["his_diff_emb"][1], ex.rows[3]["his_diff_emb"])
+    np.testing.assert_array_equal(plain["labels"][1], ex.rows[3]["labels"])
+
+
+def test_token_deletion_views():
+    from jaxmethods.methods.dep.demo_encoder import delete_tokens
+
+    ids = np.array([[1, 5, 6, 7, 8, 0, 0], [1, 9, 0, 0, 0, 0, 0]], np.int32)
+    mask = (ids > 0).astype(np.int32)
+    out, m = delete_tokens(ids, mask, 0.5, np.random.default_rng(3), pad_id=0)
+    for b in range(2):
+        kept = [int(v) for v in out[b][m[b] > 0]]
+        assert kept[0] == 1 and (out[b][m[b] == 0] == 0).all()
+        assert list(m[b]) == sorted(m[b], reverse=True)  # real tokens first, then padding
+        it = iter(ids[b][mask[b] > 0].tolist())
+        assert all(any(v == w for w in it) for v in kept)  # a subsequence, order kept
+    np.testing.assert_array_equal(
+        delete_tokens(ids, mask, 0.0, np.random.default_rng(0), 0)[0], ids
+    )
+
+
+def test_synthetic_titles_and_ratings_carry_no_style():
+    from jaxmethods.methods.dep.synthetic import OPENERS, STYLE_WORDS, synthetic_dpl
+
+    main, _ = synthetic_dpl(num_users=30, num_items=24, reviews_per_user=18, seed=2)
+    rows = main["test"]
+    styles = {w.lower() for w in STYLE_WORDS + OPENERS}
+    for r in rows:
+        for rev in (*r["profile"], r["data"]):
+            assert not set(rev["title"].lower().split()) & styles
+    titles = {rev["asin"]: rev["title"] for r in rows for rev in r["profile"]}
+    for r in rows:  # every reviewer of an item writes the same title
+        assert all(titles[rev["asin"]] == rev["title"] for rev in r["profile"])
+    openers = {r["user_id"]: r["data"]["text"].split(",")[0] for r in rows}
+    assert len(set(openers.values())) >= 6
+    ratings = np.array([[rev["rating"] for rev in r["profile"]] for r in rows])
+    assert ratings.std(axis=1).min() > 0  # not a per-user constant

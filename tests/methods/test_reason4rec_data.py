@@ -110,10 +110,18 @@ def test_no_future_rows_and_at_most_max_lines():
         "unixReviewTime": rng.integers(0, 100, n),
     })  # fmt: skip
     index = HistoryIndex(h, max_lines=10)
+    short = HistoryIndex(h, max_lines=3, max_item_lines=1)  # the demo's budget
     for u, i, t in zip(rng.integers(0, 5, 40), rng.integers(0, 7, 40), rng.integers(0, 100, 40)):
         ctx = index.context(int(u), int(i), int(t))
         prior_u = h[(h.user_id == u) & (h.unixReviewTime < t)]
+        prior_i = h[(h.item_id == i) & (h.unixReviewTime < t)]
         assert len(ctx.user_lines) == min(10, len(prior_u)) and ctx.user_count == len(prior_u)
+        s = short.context(int(u), int(i), int(t))
+        assert len(s.user_lines) == min(3, len(prior_u)) and len(s.item_lines) == min(
+            1, len(prior_i)
+        )
+        assert s.user_lines == ctx.user_lines[len(ctx.user_lines) - len(s.user_lines) :]
+        assert s.item_count == len(prior_i) and s.item_lines == ctx.item_lines[-1:]
         for line in ctx.user_lines + ctx.item_lines:
             assert h.loc[int(line.summary), "unixReviewTime"] < t
         if len(prior_u):

@@ -1,7 +1,7 @@
 """Reason4Rec pipeline pieces on a tiny random decoder: the chat-format examples (response-only
 loss = CE over the response tokens), the rating scorer against NumPy on the unpadded logits,
 MAE/RMSE with the (user_id, item_id) merge, the resume guard of an expert, the mean baselines, cold-start counting in the
-inference, and the synthetic world."""
+inference, the synthetic world and the last-epoch training loss."""
 
 import jax
 import numpy as np
@@ -197,20 +197,57 @@ def test_synthetic_world_and_teacher():
         teacher_summary,
     )
 
-    w = make_world(SyntheticConfig(num_users=10, num_items=6, per_user=4, sloppy=0.0,
-                                   quote_rating=1.0))  # fmt: skip
-    assert set(w.train.ratings) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    # The summary: what the review says, in the fixed aspect order ("?" when not mentioned).
+    four = ("melody", "vocals", "lyrics", "rhythm")
+    assert teacher_summary("vocals hate , melody love ; rhythm love", four) == (
+        "melody love , vocals hate , lyrics ? , rhythm love"
+    )
+    w = make_world(SyntheticConfig(num_users=30, num_items=8, per_user=6, mention_noise=0.0,
+                                   sloppy=0.0, quote_rating=1.0))  # fmt: skip
+    df = pd.concat([w.train, w.test])
+    assert set(df.ratings) <= {1.0, 2.0, 3.0, 4.0, 5.0}
     assert w.train.unixReviewTime.max() <= w.test.unixReviewTime.min()
+    truth = [w.verdicts[u][w.item_aspect[i]] for u, i in zip(df.user_id, df.item_id)]
+    love = np.asarray(truth) == "love"
+    assert df.ratings[love].min() >= 3 and df.ratings[~love].max() <= 3  # the verdict decides
+    assert df.ratings[love].mean() > 4 and df.ratings[~love].mean() < 2
+    for r, v in zip(df.itertuples(), truth):
+        a = w.item_aspect[r.item_id]
+        assert r.title.split()[0] == a and r.reviews.endswith(f"; {a} {v}")
+        # Without mention noise every review states all of the user's true verdicts.
+        assert teacher_summary(r.reviews, w.aspects) == " , ".join(
+            f"{x} {w.verdicts[r.user_id][x]}" for x in w.aspects
+        )
     r = w.train.iloc[0]
-    s = teacher_summary(w, r.user_id, r.item_id).splitlines()
-    assert [x.split(":")[0] for x in s] == ["Positive Aspects", "Negative Aspects",
-                                             "User Preference Elements"]  # fmt: skip
     client = FunctionClient(RuleTeacher(w, {"p": (r.user_id, r.item_id),
                                             "p hint 4.0": (r.user_id, r.item_id)}))  # fmt: skip
     plain, hinted = client.complete([Request.from_prompt("p"), Request.from_prompt("p hint 4.0")])
+    a = w.item_aspect[r.item_id]
+    assert plain.text == f"{a} {w.verdicts[r.user_id][a]}"  # sloppy=0: the true verdict
     assert not any(f in plain.text for f in FORBIDDEN)
-    assert "4.0 stars" in hinted.text  # quote_rating=1: caught by the forbidden filter
-    assert all(a in plain.text for a in w.item_aspects[r.item_id])
+    assert hinted.text.startswith(plain.text) and "4.0 stars" in hinted.text  # quote_rating=1
+    sloppy = make_world(SyntheticConfig(num_users=30, num_items=8, per_user=6, sloppy=1.0))
+    r = sloppy.train.iloc[0]
+    flipped = FunctionClient(RuleTeacher(sloppy, {"p": (r.user_id, r.item_id)}))
+    a = sloppy.item_aspect[r.item_id]
+    wrong = "hate" if sloppy.verdicts[r.user_id][a] == "love" else "love"
+    assert flipped.complete([Request.from_prompt("p")])[0].text == f"{a} {wrong}"
+
+
+def test_last_epoch_loss_is_token_weighted_over_the_last_epoch(tmp_path):
+    import json
+
+    from jaxmethods.methods.reason4rec.experts import last_epoch_loss
+
+    rows = [{"step": s, "loss": float(s), "tokens": 10.0 + s} for s in range(1, 8)]
+    rows.append({"step": 7, "loss": 70.0, "tokens": 1.0})  # a resumed run re-logged step 7
+    rows.append({"step": 7, "eval/x": 1.0})  # rows without a loss are skipped
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # Epochs of 3 steps ending at step 7: steps 5, 6, 7 (the last row of step 7 counts).
+    want = (5 * 15 + 6 * 16 + 70 * 1) / (15 + 16 + 1)
+    assert last_epoch_loss(str(path), 7, 3) == pytest.approx(want)
+    assert np.isnan(last_epoch_loss(str(tmp_path / "none.jsonl"), 7, 3))
 
 
 def test_configs_and_authors_recipes():

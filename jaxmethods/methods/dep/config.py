@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jaxmethods.methods.dep.dataset import PROMPT_HISTORY
 from jaxmethods.methods.dep.model import DEPAdapterConfig
 from jaxmethods.models.backbone import BackboneConfig
 from jaxmethods.train.config import ConfigError, to_dataclass
@@ -28,9 +29,11 @@ class DataConfig:
     samples scored (-1 = all). max_length: prompt tokens (3072); total_length: training row length
     (the authors' max_length + 2048 + 1 = 5121). mean_rows / peer_rule / pad_missing /
     align_prompt: the quirk switches of `differences.DiffOptions` and `build_examples`.
-    prompt_review_text: False blanks the past reviews' title and text in the prompt (items and
-    ratings stay listed), so a user's style reaches the LLM only through the soft tokens (the
-    demo; the authors list them)."""
+    prompt_history: "full" (the authors' past-review blocks), "items" (title and text blanked,
+    items and ratings listed) or "placeholders" (only the soft-token placeholders), so a user's
+    style reaches the LLM only through the soft tokens (the demo). system_prompt: the authors'
+    instruction as the system turn (False: Qwen's default one, shorter). num_users / num_items /
+    reviews_per_user / synthetic_seed: `synthetic_dpl`."""
 
     source: str = "synthetic"
     meta: str = "SnowCharmQ/DPL-meta"
@@ -43,7 +46,8 @@ class DataConfig:
     peer_rule: str = "code"
     pad_missing: bool = False
     align_prompt: bool = False
-    prompt_review_text: bool = True
+    prompt_history: str = "full"
+    system_prompt: bool = True
     num_users: int = 24
     num_items: int = 36
     reviews_per_user: int = 20
@@ -53,8 +57,11 @@ class DataConfig:
 @dataclass(frozen=True)
 class EmbedConfig:
     """source: "bge" (`encoder` through the shared `TextEncoder`, files under `folder`), "files"
-    (precomputed per-user files in `folder`: ours or the authors' `.emb`), or "bow" (a
-    bag-of-words + SVD encoder fitted on the training texts in the run: demo and tests only)."""
+    (precomputed per-user files in `folder`: ours or the authors' `.emb`), or "tiny" (a tiny
+    XLM-R-shaped encoder of width `dim` trained in the run, `demo_encoder.train_text_encoder`, on
+    the reviews before the val / test targets; its files go under `<workdir>/embeddings` unless
+    `folder` is set: demo and tests). layers ... temperature: the tiny encoder's
+    `TinyEncoderConfig`."""
 
     source: str = "bge"
     encoder: str = "BAAI/bge-m3"
@@ -62,14 +69,31 @@ class EmbedConfig:
     dtype: str = "bfloat16"
     batch_size: int = 32
     dim: int = 1024
+    layers: int = 2
+    vocab_size: int = 400
+    max_length: int = 64
+    train_steps: int = 200
+    train_batch_size: int = 32
+    lr: float = 3e-3
+    drop: float = 0.1
+    temperature: float = 0.05
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Causal-LM pre-training of a tiny decoder on the training rows (the demo's LLM is trained
-    in the run before it is frozen); off for a pretrained LLM."""
+    """Pre-training of a tiny decoder with a throw-away DEP adapter (the demo's LLM is trained in
+    the run before it is frozen); off for a pretrained LLM. users: extra synthetic users whose
+    training rows are the pre-training corpus (0: DEP's own training rows); their reviews are
+    embedded and serve as peers, but they are never trained on, validated or tested by an arm.
+    mask_arms: each row's soft rows are zeroed as one of the arms' inputs, drawn uniformly
+    (none / history / dep), so the LLM learns to read whichever rows an arm gives it.
+    all_labels: every real token of a row is a label (causal-LM pre-training), else only the
+    target's, as in the arms' training."""
 
     enabled: bool = False
+    users: int = 0
+    mask_arms: bool = False
+    all_labels: bool = True
     steps: int = 100
     lr: float = 3e-3
     batch_size: int = 8
@@ -138,8 +162,15 @@ def from_config_dict(config: Any) -> DEPConfig:
     bad = [a for a in cfg.arms if a not in ARMS]
     if bad or not cfg.arms:
         raise ConfigError(f"config.arms: {list(cfg.arms)} must be a non-empty subset of {ARMS}")
-    if cfg.embed.source not in ("bge", "files", "bow"):
-        raise ConfigError(f"config.embed.source: {cfg.embed.source!r} is not bge, files or bow")
+    if cfg.embed.source not in ("bge", "files", "tiny"):
+        raise ConfigError(f"config.embed.source: {cfg.embed.source!r} is not bge, files or tiny")
+    if cfg.data.prompt_history not in PROMPT_HISTORY:
+        raise ConfigError(
+            f"config.data.prompt_history: {cfg.data.prompt_history!r} is not one of "
+            f"{PROMPT_HISTORY}"
+        )
+    if cfg.pretrain.users and cfg.data.source != "synthetic":
+        raise ConfigError("config.pretrain.users: extra pre-training users need synthetic data")
     if cfg.embed.source == "files" and not cfg.embed.folder:
         raise ConfigError("config.embed.folder: required when config.embed.source = 'files'")
     if cfg.embed.dim != cfg.adapter.embed_size:

@@ -10,6 +10,10 @@ Every sample uses its user's test-split embedding file, as the authors. A sample
 fewer than 8 profile reviews with peers is skipped and counted (`skipped`), unless
 `DiffOptions.pad_missing`. `align_prompt=True` lists in the prompt the reviews the soft tokens
 come from (the paper's reading); the default lists the most recent reviews (the code's, §9.1).
+`prompt_history` ("full", the authors' blocks) can blank the past reviews' title and text
+("items": items and ratings stay listed) or list only the soft-token placeholders
+("placeholders": one line per review with its two soft-token spans), so that a user's style reaches the LLM only through the soft tokens (the demo); `system_prompt` None uses Qwen's default
+system turn instead of the authors' instruction (the demo, to save tokens).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from jaxmethods.methods.dep.differences import (
     recent_first,
     soft_inputs,
 )
-from jaxmethods.methods.dep.prompts import MAX_LENGTH, encode_example, fit_prompt
+from jaxmethods.methods.dep.prompts import MAX_LENGTH, SYSTEM_PROMPT, encode_example, fit_prompt
+
+PROMPT_HISTORY = ("full", "items", "placeholders")
 
 
 @dataclass
@@ -56,7 +62,13 @@ def build_examples(
     align_prompt: bool = False,
     max_length: int = MAX_LENGTH,
     total_length: int | None = None,
+    prompt_history: str = "full",
+    system_prompt: str | None = SYSTEM_PROMPT,
 ) -> Examples:
+    if prompt_history not in PROMPT_HISTORY:
+        raise ValueError(
+            f"build_examples: prompt_history {prompt_history!r} not in {PROMPT_HISTORY}"
+        )
     out = Examples([], Counter(selection.skipped))
     lengths = {} if total_length is None else {"total_length": total_length}
     for s in selection.samples:
@@ -65,10 +77,12 @@ def build_examples(
             out.skipped["fewer than 8 profile reviews with peers"] += 1
             continue
         reviews = soft.reviews if align_prompt else recent_first(s.profile)
-        history = [(r, _item(meta, r["asin"], s)) for r in reviews]
+        history = [_shown(r, _item(meta, r["asin"], s), prompt_history) for r in reviews]
         prompt, n = fit_prompt(
-            tokenizer, _item(meta, s.target["asin"], s), s.target, history, max_length=max_length
-        )
+            tokenizer, _item(meta, s.target["asin"], s), s.target, history,
+            max_length=max_length, placeholders_only=prompt_history == "placeholders",
+            system_prompt=system_prompt,
+        )  # fmt: skip
         row = encode_example(
             tokenizer, prompt, s.target["text"], training=training, max_length=max_length,
             **lengths,
@@ -79,6 +93,16 @@ def build_examples(
         )  # fmt: skip
         out.rows.append(row)
     return out
+
+
+def _shown(review: dict, item: tuple[str, str], mode: str) -> tuple[dict, tuple[str, str]]:
+    """(review, item) as the prompt lists them under `prompt_history` = mode."""
+    if mode == "full":
+        return review, item
+    review = {**review, "title": "", "text": ""}
+    if mode == "items":
+        return review, item
+    return {**review, "rating": ""}, ("", "")
 
 
 def _item(meta: dict[str, tuple[str, str]], asin: str, s: Sample) -> tuple[str, str]:

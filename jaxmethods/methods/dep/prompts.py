@@ -76,8 +76,17 @@ def placeholder_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(ids[t] for t in HIS_TOKENS), tuple(ids[t] for t in DIFF_TOKENS)
 
 
-def review_block(k: int, review: dict, item: tuple[str, str]) -> str:
-    """The k-th (0-based) past-review block; `item` = (title, description) of its asin."""
+def review_block(
+    k: int, review: dict, item: tuple[str, str], *, placeholders_only: bool = False
+) -> str:
+    """The k-th (0-based) past-review block; `item` = (title, description) of its asin.
+    `placeholders_only`: one line with the two soft-token spans (a demo option, not the
+    authors')."""
+    if placeholders_only:
+        return (
+            f"- [Review {k + 1}]: <his_token_start>{HIS_TOKENS[k]}<his_token_end> "
+            f"<diff_token_start>{DIFF_TOKENS[k]}<diff_token_end>\n"
+        )
     return (
         f"- [Review {k + 1}]:\n"
         f"  - [Item Title]: {item[0]}\n"
@@ -112,17 +121,23 @@ def fit_prompt(
     *,
     max_length: int = MAX_LENGTH,
     max_history: int = MAX_HISTORY,
+    placeholders_only: bool = False,
+    system_prompt: str | None = SYSTEM_PROMPT,
 ) -> tuple[str, int]:
-    """(prompt, number of reviews listed). `history` = (review, its item) most recent first."""
+    """(prompt, number of reviews listed). `history` = (review, its item) most recent first;
+    `placeholders_only`: see `review_block`; `system_prompt`: see `qwen2_prompt`."""
     if not history:
         raise ValueError("DEP prompt: the history is empty (the authors' loop needs >= 1 review)")
-    avail = max_length - _count(tokenizer, qwen2_prompt(user_message(item, target)))
+    avail = max_length - _count(tokenizer, qwen2_prompt(user_message(item, target), system_prompt))
     for n in range(max_history, 0, -1):
-        blocks = "".join(review_block(k, r, it) for k, (r, it) in enumerate(history[:n]))
+        blocks = "".join(
+            review_block(k, r, it, placeholders_only=placeholders_only)
+            for k, (r, it) in enumerate(history[:n])
+        )
         past = f"[User's Past Reviews]:\n{blocks}"
         if _count(tokenizer, past) <= avail:
             break
-    return qwen2_prompt(user_message(item, target, past)), min(n, len(history))
+    return qwen2_prompt(user_message(item, target, past), system_prompt), min(n, len(history))
 
 
 def encode_example(

@@ -23,12 +23,18 @@ from flax import nnx
 from jaxmethods.data.pipeline import batches_per_epoch, step_stream
 from jaxmethods.eval.generation_metrics import MeteorOptions, generation_metrics, meteor_label
 from jaxmethods.methods.dep import data as dep_data
-from jaxmethods.methods.dep.config import DEPConfig, from_config_dict
+from jaxmethods.methods.dep.config import ARMS, DEPConfig, from_config_dict
 from jaxmethods.methods.dep.dataset import Examples, build_examples
 from jaxmethods.methods.dep.differences import DiffOptions, build_peer_maps
 from jaxmethods.methods.dep.model import DEPModel
 from jaxmethods.methods.dep.model_train import dep_generate, make_dep_loss_fn, split_dep
-from jaxmethods.methods.dep.prompts import IGNORE, NEW_TOKENS, add_dep_tokens, placeholder_ids
+from jaxmethods.methods.dep.prompts import (
+    IGNORE,
+    NEW_TOKENS,
+    SYSTEM_PROMPT,
+    add_dep_tokens,
+    placeholder_ids,
+)
 from jaxmethods.methods.dep.report import results_table
 from jaxmethods.models.backbone import build_backbone
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
@@ -42,13 +48,19 @@ NUM_HIS = 8
 
 
 def load_data(cfg: DEPConfig, workdir: str):
-    """(splits {"train", "val", "test"} -> Selection, meta {asin: (title, description)})."""
-    d = cfg.data
+    """(splits {"train", "val", "test"} -> Selection, meta {asin: (title, description)},
+    pre-training users' train Selection or None, every test-split sample for the peer maps).
+
+    With `pretrain.users` = P (synthetic data only), users u000 .. u{P-1} are the pre-training
+    corpus: their reviews are embedded and act as peers, their (i = 7) training rows pre-train
+    the LLM, and they are dropped from DEP's train / val / test selections (val keeps the first
+    `num_val` of the others, in DEP's shuffled order)."""
+    d, extra = cfg.data, cfg.pretrain.users
     if d.source == "synthetic":
         from jaxmethods.methods.dep.synthetic import synthetic_dpl
 
         main_rows, meta_rows = synthetic_dpl(
-            d.num_users, d.num_items, d.reviews_per_user, seed=d.synthetic_seed
+            d.num_users + extra, d.num_items, d.reviews_per_user, seed=d.synthetic_seed
         )
         main, meta = dep_data.write_local(
             main_rows, meta_rows, os.path.join(workdir, "data"), d.categories[0]
@@ -56,29 +68,38 @@ def load_data(cfg: DEPConfig, workdir: str):
         categories = d.categories[:1]
     else:
         main, meta, categories = d.source, d.meta, d.categories
-    splits = dep_data.load_splits(main, categories, num_val=d.num_val)
-    return splits, dep_data.read_meta(meta, categories)
+    splits = dep_data.load_splits(main, categories, num_val=d.num_val if not extra else 10**9)
+    everyone = splits["test"].samples
+    pre = None
+    if extra:
+        corpus = {f"u{u:03d}" for u in range(extra)}
 
+        def only(sel, keep: bool):
+            samples = [s for s in sel.samples if (s.user_id in corpus) == keep]
+            return dataclasses.replace(sel, samples=samples)
 
-def without_review_text(selection):
-    """`selection` with every profile review's title and text blanked (the prompt's history then
-    lists items and ratings only; embeddings and peer maps are computed from the full texts)."""
-    samples = [
-        dataclasses.replace(s, profile=tuple({**r, "title": "", "text": ""} for r in s.profile))
-        for s in selection.samples
-    ]
-    return dataclasses.replace(selection, samples=samples)
+        pre = only(splits["train"], True)
+        splits = {k: only(v, False) for k, v in splits.items()}
+        splits["val"].samples = splits["val"].samples[: d.num_val]
+    return splits, dep_data.read_meta(meta, categories), pre, everyone
 
 
 def load_tokenizer(cfg: DEPConfig, splits) -> object:
     """The run's tokenizer with DEP's 20 special tokens added."""
+    d = cfg.data
     if cfg.model.is_tiny:
         from jaxmethods.data.tokenizer import build_tiny_tokenizer
-        from jaxmethods.methods.dep.prompts import qwen2_prompt, user_message
+        from jaxmethods.methods.dep.prompts import qwen2_prompt, review_block, user_message
 
         texts = [r["text"] for s in splits["test"].samples for r in (*s.profile, s.target)]
         texts += [r["title"] for s in splits["test"].samples for r in s.profile]
-        texts.append(qwen2_prompt(user_message(("t", "d"), {"rating": 5.0, "title": "t"})))
+        empty, only = {"rating": "", "title": "", "text": ""}, d.prompt_history == "placeholders"
+        blocks = (review_block(k, empty, ("", ""), placeholders_only=only) for k in range(8))
+        prompt = qwen2_prompt(
+            user_message(("t", "d"), {"rating": 5.0, "title": "t"}, "".join(blocks)),
+            SYSTEM_PROMPT if d.system_prompt else None,
+        )
+        texts += [prompt] * (len(texts) // 8)  # as often as the reviews: its words get merged
         tok = build_tiny_tokenizer(texts, vocab_size=cfg.model.vocab_size, model_max_length=10**6)
     else:
         from jaxmethods.hf import load_tokenizer as load_hf_tokenizer
@@ -88,21 +109,30 @@ def load_tokenizer(cfg: DEPConfig, splits) -> object:
     return tok
 
 
-def load_embeddings(cfg: DEPConfig, splits, mesh):
-    """`load(sample) -> [len(test profile) + 1, E]` for every user."""
+def load_embeddings(cfg: DEPConfig, samples, mesh, workdir: str):
+    """`load(sample) -> [len(test profile) + 1, E]` for every user of `samples` (test split)."""
+    from jaxmethods.methods.dep.embeddings import EmbeddingStore, extract_embeddings, user_texts
+
     e = cfg.embed
-    if e.source == "bow":
-        from jaxmethods.methods.dep.demo_encoder import fit_bow_embeddings
+    folder = e.folder
+    if e.source == "tiny":
+        from jaxmethods.methods.dep.demo_encoder import TinyEncoderConfig, train_text_encoder
 
-        return fit_bow_embeddings(splits["test"].samples, e.dim)
-    from jaxmethods.methods.dep.embeddings import EmbeddingStore, extract_embeddings
-
-    if e.source == "bge":
+        folder = folder or os.path.join(workdir, "embeddings")
+        texts = [t for s in samples for t in user_texts(s)[:-2]]  # not the val / test targets
+        tiny = TinyEncoderConfig(
+            dim=e.dim, layers=e.layers, vocab_size=e.vocab_size, max_length=e.max_length,
+            steps=e.train_steps, batch_size=e.train_batch_size, lr=e.lr,
+            temperature=e.temperature, drop=e.drop, seed=cfg.seed,
+        )  # fmt: skip
+        enc = train_text_encoder(texts, tiny, mesh=mesh, workdir=workdir)
+        extract_embeddings(enc, samples, folder, batch_size=e.batch_size)
+    elif e.source == "bge":
         from jaxmethods.models.text_encoder import TextEncoder
 
         enc = TextEncoder.from_pretrained(e.encoder, dtype=e.dtype, mesh=mesh)
-        extract_embeddings(enc, splits["test"].samples, e.folder, batch_size=e.batch_size)
-    return EmbeddingStore(e.folder, dim=e.dim)
+        extract_embeddings(enc, samples, folder, batch_size=e.batch_size)
+    return EmbeddingStore(folder, dim=e.dim)
 
 
 def arm_inputs(arm: str, his_diff: np.ndarray) -> np.ndarray:
@@ -116,38 +146,55 @@ def arm_inputs(arm: str, his_diff: np.ndarray) -> np.ndarray:
     return out
 
 
-def _gather(ex: Examples, arm: str | None, length: int):
+def _gather(
+    ex: Examples,
+    arm: str | None,
+    *,
+    mask_arms: bool = False,
+    all_labels: bool = False,
+    seed: int = 0,
+):
+    """collate(indices) for `step_stream`: an arm's rows, or (arm None) the pre-training rows,
+    every real token a label with `all_labels` (else the target only) and, with `mask_arms`,
+    each row's soft rows zeroed as one of the arms' inputs drawn uniformly (the draw is a
+    function of the batch's indices)."""
     ids, mask, labels = ex.stack("input_ids"), ex.stack("attention_mask"), ex.stack("labels")
     emb = ex.stack("his_diff_emb").astype(np.float32)
     if arm is not None:
         emb = arm_inputs(arm, emb)
-    else:  # LM pre-training: every real token is a label
+    elif all_labels:  # LM pre-training on the whole row
         labels = np.where(mask > 0, ids, IGNORE).astype(np.int32)
 
     def collate(idx: np.ndarray) -> dict:
         real = idx >= 0
         take = np.where(real, idx, 0)
         keep = real[:, None]
+        rows = emb[take]
+        if arm is None and mask_arms:
+            draw = np.random.default_rng([seed, *take.tolist()]).integers(len(ARMS), size=len(idx))
+            rows = np.stack([arm_inputs(ARMS[a], r[None])[0] for a, r in zip(draw, rows)])
         return {
             "input_ids": np.where(keep, ids[take], 0).astype(np.int32),
             "attention_mask": np.where(keep, mask[take], 0).astype(np.int32),
             "labels": np.where(keep, labels[take], IGNORE).astype(np.int32),
-            "his_diff_emb": np.where(keep[..., None], emb[take], 0.0).astype(np.float32),
+            "his_diff_emb": np.where(keep[..., None], rows, 0.0).astype(np.float32),
         }
 
     return collate
 
 
 def pretrain_lm(cfg: DEPConfig, lm, ids, train: Examples, mesh, workdir: str):
-    """Trains the tiny decoder, with a throw-away DEP adapter, on the training rows (prompt and
-    target, every real token a label, the full 16 soft rows injected), so that the small LLM
-    learns to read its soft-token positions as a pretrained one does; the adapter is then
-    discarded and every arm trains a fresh one on the frozen decoder."""
+    """Trains the tiny decoder, with a throw-away DEP adapter, on `train` (labels on every real
+    token with `pretrain.all_labels`, else on the target; the soft rows injected, each row zeroed as a random arm's with
+    `pretrain.mask_arms`), so that the small LLM learns to read its soft-token positions as a
+    pretrained one does; the adapter is then discarded and every arm trains a fresh one on the
+    frozen decoder."""
     p = cfg.pretrain
     model = DEPModel(lm, *ids, cfg.adapter, rngs=nnx.Rngs(cfg.seed + 1))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     stream = step_stream(
-        len(train.rows), _gather(train, None, cfg.data.total_length),
+        len(train.rows),
+        _gather(train, None, mask_arms=p.mask_arms, all_labels=p.all_labels, seed=cfg.seed),
         micro_batch_size=p.batch_size, seed=cfg.seed,
     )  # fmt: skip
     optim = OptimConfig(lr=p.lr, warmup_ratio=0.05, weight_decay=0.0, max_grad_norm=1.0)
@@ -191,7 +238,7 @@ def train_arm(cfg: DEPConfig, arm: str, lm, ids, train, val, mesh, tok, workdir,
     frozen, _ = shard_and_place(frozen, mesh, DECODER_SHARDING_RULES)
     o = cfg.optim
     stream = step_stream(
-        len(train.rows), _gather(train, arm, cfg.data.total_length),
+        len(train.rows), _gather(train, arm),
         micro_batch_size=cfg.batch_size, grad_accum=o.grad_accum, seed=cfg.seed,
     )  # fmt: skip
     steps_per_epoch = hf_max_steps(
@@ -238,23 +285,19 @@ def run(config, workdir: str) -> dict:
     cfg = from_config_dict(config)
     mesh = make_mesh(cfg.mesh)
     check_batch_sizes(mesh, **{"config.batch_size": cfg.batch_size})
-    splits, meta = load_data(cfg, workdir)
+    splits, meta, pre_users, everyone = load_data(cfg, workdir)
     tok = load_tokenizer(cfg, splits)
     ids = placeholder_ids(tok)  # raises at setup when a placeholder is missing
-    load = load_embeddings(cfg, splits, mesh)
+    load = load_embeddings(cfg, everyone, mesh, workdir)
     d = cfg.data
     opts = DiffOptions(mean_rows=d.mean_rows, peer_rule=d.peer_rule, pad_missing=d.pad_missing)
-    maps = build_peer_maps(splits["test"].samples, load, opts)
-    build_all = functools.partial(
+    maps = build_peer_maps(everyone, load, opts)
+    build = functools.partial(
         build_examples, meta=meta, load_embeddings=load, maps=maps, tokenizer=tok,
         options=opts, align_prompt=d.align_prompt, max_length=d.max_length,
-        total_length=d.total_length,
+        total_length=d.total_length, prompt_history=d.prompt_history,
+        system_prompt=SYSTEM_PROMPT if d.system_prompt else None,
     )  # fmt: skip
-
-    def build(selection, training: bool) -> Examples:
-        if not d.prompt_review_text:
-            selection = without_review_text(selection)
-        return build_all(selection, training=training)
 
     train = build(splits["train"], training=True)
     scored = splits["test"]  # every test user keeps its embeddings and peer rows
@@ -278,7 +321,9 @@ def run(config, workdir: str) -> dict:
         **{f"skipped/{k}": v for k, v in train.skipped.items()},
     }  # fmt: skip
     if cfg.pretrain.enabled:
-        lm, metrics["pretrain/lm_loss"] = pretrain_lm(cfg, lm, ids, train, mesh, workdir)
+        corpus = train if pre_users is None else build(pre_users, training=True)
+        metrics["data/pretrain"] = len(corpus.rows)
+        lm, metrics["pretrain/lm_loss"] = pretrain_lm(cfg, lm, ids, corpus, mesh, workdir)
 
     meteor_opts = MeteorOptions(cfg.eval.meteor_wordnet, cfg.eval.meteor_tokenizer)
     refs = [r["target"].strip() for r in test.rows]

@@ -1,11 +1,14 @@
 """Synthetic DPL-style users for offline demos and tests, in the DPL-main / DPL-meta layout.
 
-Each user has a writing style: characteristic words (an opener, intensifiers, a sign-off), a
-typical review length (number of sentences) and a rating bias. Items (title + description from
-a topic) are reviewed by many users, so every profile review has peers who wrote about the same
-item in a different style. Each user's reviews are chronological; DPL's split follows: profile =
-reviews[:-10], input = reviews[-10:], train i = 0..7 (profile + input[:i], input[i]), val
-(profile + input[:-2], input[-2]), test (profile + input[:-1], input[-1]).
+A review is mostly item content shared by everyone who reviews the item (the topic words and
+the adjective of its title and description), plus a small per-user style residual: an opener, two
+characteristic words and a sign-off, drawn independently per user. Titles (`On the <adjective>
+<topic>`) and ratings (uniform, independent of the user) carry no style, so a user's style can
+reach a model only through the review texts (or their embeddings). Items are reviewed by many
+users, so every profile review has peers who wrote about the same item in other styles. Each
+user's reviews are chronological; DPL's split follows: profile = reviews[:-10], input =
+reviews[-10:], train i = 0..7 (profile + input[:i], input[i]), val (profile + input[:-2],
+input[-2]), test (profile + input[:-1], input[-1]).
 
     main, meta = synthetic_dpl(num_users=24)
     write_local(main, meta, "data/dep_synth", category="Books")   # data.write_local
@@ -35,29 +38,28 @@ OPENERS = ("Honestly", "Well", "Frankly", "Look", "Okay", "Wow", "Hmm", "So")
 SIGN_OFFS = ("Cheers.", "Enough said.", "Just my view.", "Go read it.", "Trust me.", "Meh.")
 
 
-def _style(u: int, rng: np.random.Generator) -> dict[str, Any]:
-    words = [STYLE_WORDS[(u * 3 + k) % len(STYLE_WORDS)] for k in range(3)]
+def _style(rng: np.random.Generator) -> dict[str, Any]:
+    """One user's style, independent draws: an opener (8), a first and a second characteristic
+    word (8 each, disjoint) and a sign-off (6)."""
+    half = len(STYLE_WORDS) // 3
     return {
-        "words": words,
-        "opener": OPENERS[u % len(OPENERS)],
-        "sign_off": SIGN_OFFS[(u // len(OPENERS) + u) % len(SIGN_OFFS)],
-        "sentences": 1 + u % 4,
-        "rating_bias": float(rng.choice([-1.0, 0.0, 1.0])),
+        "words": [STYLE_WORDS[rng.integers(half)], STYLE_WORDS[half + rng.integers(half)]],
+        "opener": OPENERS[rng.integers(len(OPENERS))],
+        "sign_off": SIGN_OFFS[rng.integers(len(SIGN_OFFS))],
     }
 
 
 def _review(style: dict, item: dict, rng: np.random.Generator, asin: str, ts: int) -> dict:
-    topic = item["topic"]
-    w = style["words"]
-    sentences = [f"{style['opener']}, this {topic[0]} story is {w[0]}."]
-    for k in range(style["sentences"]):
-        sentences.append(f"The {topic[1 + k % 2]} feels {w[(k + 1) % 3]} and {w[k % 3]}.")
-    sentences.append(style["sign_off"])
-    rating = float(np.clip(round(3.0 + style["rating_bias"] + rng.integers(-1, 2)), 1, 5))
+    (t0, t1, t2), adj, w = item["topic"], item["adjective"], style["words"]
+    text = (
+        f"{style['opener']}, this {adj} {t0} tale is {w[0]}. "
+        f"The {t1} and the {t2} near the {t0} feel {w[1]}. "
+        f"A {adj} tale of a {t1} and the {t2} near the {t0}. {style['sign_off']}"
+    )
     return {
-        "rating": rating,
-        "title": f"{w[0].capitalize()} {topic[0]}",
-        "text": " ".join(sentences),
+        "rating": float(rng.integers(1, 6)),
+        "title": f"On the {adj} {t0}",
+        "text": text,
         "asin": asin,
         "timestamp": int(ts),
     }
@@ -86,10 +88,11 @@ def synthetic_dpl(
             "title": f"The {adj.capitalize()} {topic[0].capitalize()} #{i}",
             "description": f"A {adj} tale of a {topic[1]} and the {topic[2]} near the {topic[0]}.",
             "topic": topic,
+            "adjective": adj,
         })  # fmt: skip
     main: dict[str, list[dict]] = {"train": [], "val": [], "test": []}
     for u in range(num_users):
-        style, uid = _style(u, rng), f"u{u:03d}"
+        style, uid = _style(rng), f"u{u:03d}"
         chosen = rng.choice(num_items, size=reviews_per_user, replace=False)
         times = 1_500_000_000_000 + np.cumsum(rng.integers(1, 1000, reviews_per_user)) * 86_400_000
         reviews = [

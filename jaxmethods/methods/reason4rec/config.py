@@ -73,6 +73,7 @@ class DataConfig:
     student_summaries_file: str = ""
     reasons_file: str = ""
     max_history: int = 10
+    max_item_history: int = -1  # item history lines; -1 = max_history (the authors: 10 each)
     num_samples: int = 20000  # train targets sampled (random_state seed), as the authors
     reward_samples: int = 8000  # of which the reward model's; the rest the Reasoner's
     max_test: int = -1  # -1 = every test row

@@ -61,10 +61,12 @@ class HistoryIndex:
       history: rows with `user_id, item_id, title, ratings, unixReviewTime` and the summary
         column (the Summarizer's output on the train rows).
       max_lines: history lines kept per side (the authors' `tail(10)`).
+      max_item_lines: item history lines kept, when other than `max_lines` (the demo's budget).
       summary_column: the column whose text follows each history line.
     """
 
     def __init__(self, history: pd.DataFrame, *, max_lines: int = 10,
+                 max_item_lines: int | None = None,
                  summary_column: str = SUMMARY_COLUMN):  # fmt: skip
         if summary_column not in history.columns:
             raise KeyError(
@@ -72,6 +74,7 @@ class HistoryIndex:
                 f"{list(history.columns)}"
             )
         self.max_lines = max_lines
+        self.max_item_lines = max_lines if max_item_lines is None else max_item_lines
         order = np.argsort(history["unixReviewTime"].to_numpy(), kind="stable")
         h = history.iloc[order]
         self._titles = h["title"].astype(str).to_numpy()
@@ -89,7 +92,7 @@ class HistoryIndex:
             groups.setdefault(k, []).append(pos)
         return {k: np.asarray(v, np.int64) for k, v in groups.items()}
 
-    def _side(self, groups: dict, key, time: int):
+    def _side(self, groups: dict, key, time: int, max_lines: int):
         rows = groups.get(key)
         if rows is None:
             return (), float("nan"), 0
@@ -98,13 +101,13 @@ class HistoryIndex:
         avg = float(self._ratings[prior].mean()) if n else float("nan")
         lines = tuple(
             HistoryLine(self._titles[p], float(self._ratings[p]), self._summaries[p])
-            for p in prior[-self.max_lines :]
-        ) if n else ()  # fmt: skip
+            for p in prior[max(0, len(prior) - max_lines) :]
+        ) if n and max_lines > 0 else ()  # fmt: skip
         return lines, avg, n
 
     def context(self, user_id, item_id, time: int) -> Context:
-        u_lines, u_avg, u_n = self._side(self._by_user, user_id, int(time))
-        i_lines, i_avg, i_n = self._side(self._by_item, item_id, int(time))
+        u_lines, u_avg, u_n = self._side(self._by_user, user_id, int(time), self.max_lines)
+        i_lines, i_avg, i_n = self._side(self._by_item, item_id, int(time), self.max_item_lines)
         return Context(u_lines, i_lines, u_avg, i_avg, u_n, i_n)
 
 

@@ -11,6 +11,7 @@ batched greedy generation (one compiled program serves every adapter).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -132,16 +133,39 @@ def train_expert(
     result = fit(
         params=params, optim=optim, num_steps=num_steps, batches=stream, mesh=mesh,
         workdir=os.path.join(workdir, name), loss_fn=loss_fn, constants=constants,
-        rules=DECODER_SHARDING_RULES, loop=loop, seed=seed, desc=name,
-        items_per_step=ecfg.batch_size,
+        rules=DECODER_SHARDING_RULES, loop=dataclasses.replace(loop, log_every=1), seed=seed,
+        desc=name, items_per_step=ecfg.batch_size,
     )  # fmt: skip
     ml.insert(name, jax.device_get(result.state.params))
+    last = last_epoch_loss(os.path.join(workdir, name, "metrics.jsonl"), result.step,
+                           stream.batches_per_epoch)  # fmt: skip
     return {
         f"{name}/steps": result.step,
         f"{name}/examples": len(examples),
-        f"{name}/train_loss": float(result.last_metrics.get("loss", float("nan"))),
+        f"{name}/train_loss": last,
         f"{name}/train_s": time.perf_counter() - t0,
     }
+
+
+def last_epoch_loss(metrics_path: str, last_step: int, steps_per_epoch: int) -> float:
+    """The token-weighted mean training loss over the last epoch (steps last_step -
+    steps_per_epoch + 1 .. last_step) from a phase's `metrics.jsonl` (one row per step; a step
+    logged twice, by a resumed run, counts once: its last row). NaN without such rows."""
+    rows: dict[int, dict] = {}
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "loss" in r and last_step - steps_per_epoch < r.get("step", -1) <= last_step:
+                    rows[r["step"]] = r
+    if not rows:
+        return float("nan")
+    w = np.asarray([r.get("tokens", 1.0) for r in rows.values()], np.float64)
+    loss = np.asarray([r["loss"] for r in rows.values()], np.float64)
+    return float((w * loss).sum() / max(w.sum(), 1e-12))
 
 
 class RatingScorer:

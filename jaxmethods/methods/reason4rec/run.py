@@ -61,12 +61,14 @@ def run(config, workdir: str) -> dict:
     tables = load_tables(cfg)
     train, test = tables.train, tables.test
     metrics: dict[str, float] = dict(tables.counts)
+    item_lines = cfg.data.max_item_history
+    lines = {"max_lines": cfg.data.max_history,
+             "max_item_lines": None if item_lines < 0 else item_lines}  # fmt: skip
     summ_prompts = [P.summarizer.format(cls=cls, title=r.title, rating=r.ratings, review=r.reviews)
                     for r in train.itertuples()]  # fmt: skip
     pre_docs: list[tuple[str, str | None]] = []
     if tables.world is not None and cfg.pretrain_epochs > 0:  # the tiny base's LM text
-        idx = HistoryIndex(train.assign(**{SUMMARY_COLUMN: train.teacher_summary}),
-                           max_lines=cfg.data.max_history)  # fmt: skip
+        idx = HistoryIndex(train.assign(**{SUMMARY_COLUMN: train.teacher_summary}), **lines)
         for r in train.itertuples():
             tp = target_prompts(P, idx, r, cls)
             if not tp.ctx.cold:
@@ -102,14 +104,12 @@ def run(config, workdir: str) -> dict:
         metrics["cost/summarize/rows"] = float(len(texts))
         metrics["summarizer/exact_match"] = float(np.mean(
             [a.strip() == b.strip() for a, b in zip(texts, train.teacher_summary)]))  # fmt: skip
-    student = HistoryIndex(history, max_lines=cfg.data.max_history)
+    student = HistoryIndex(history, **lines)
     # The reward model's histories carry the teacher summaries (the authors' step 2 reads
     # train_aspect_preference_summary.pkl); everything else the Summarizer's.
     has_teacher = bool((train.teacher_summary != "").all())
     teacher_hist = history.assign(**{SUMMARY_COLUMN: train.teacher_summary})
-    rm_index = HistoryIndex(
-        teacher_hist if has_teacher else history, max_lines=cfg.data.max_history
-    )
+    rm_index = HistoryIndex(teacher_hist if has_teacher else history, **lines)
     rm_rows, rs_rows = sample_targets(train, student, cfg)
 
     # 2. Reward model: the true review in the analysis slot.

@@ -4,15 +4,15 @@ synthetic data, else the LLM client)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jaxmethods.data.forget_retain import sft_stream
 from jaxmethods.methods.reason4rec.config import Reason4RecConfig
-from jaxmethods.methods.reason4rec.experts import ChatFormat
+from jaxmethods.methods.reason4rec.experts import ChatFormat, last_epoch_loss
 from jaxmethods.methods.reason4rec.prompts import get_prompts, rating_target
 from jaxmethods.methods.reason4rec.resume import check_resume, fingerprint
 from jaxmethods.methods.reason4rec.synthetic import RuleTeacher, reason_text
@@ -47,8 +47,9 @@ def build_base(cfg: Reason4RecConfig, mesh, workdir: str, tables, summ_prompts: 
     ((user turn, assistant turn or None) pairs: the run passes the histories in the Reasoner's
     and the direct Predictor's formats, without any target, and each train review in the
     analysis slot with its rating). This stands in for what a pre-trained LLM brings: reading
-    the history format, and knowing that "love the X" goes with a high rating. No reason, no
-    Reasoner target and no test row is in it."""
+    the history format, and knowing that a review ending "rhythm love" goes with a high rating.
+    No reason, no Reasoner target and no test row is in it. (The direct Predictor's task is in
+    it too: each history line's rating follows its title, after the user's earlier lines.)"""
     if not cfg.model.is_tiny:
         from jaxmethods.hf import load_tokenizer
 
@@ -82,11 +83,14 @@ def build_base(cfg: Reason4RecConfig, mesh, workdir: str, tables, summ_prompts: 
         params=params, optim=OptimConfig(lr=cfg.pretrain_lr, warmup_ratio=0.05),
         num_steps=hf_max_steps(stream.batches_per_epoch, 1, cfg.pretrain_epochs),
         batches=stream, mesh=mesh, workdir=os.path.join(workdir, "pretrain"), loss_fn=loss_fn,
-        constants=rest, rules=DECODER_SHARDING_RULES, loop=cfg.loop, seed=cfg.seed,
-        desc="pretrain", items_per_step=bs,
+        constants=rest, rules=DECODER_SHARDING_RULES,
+        loop=dataclasses.replace(cfg.loop, log_every=1), seed=cfg.seed, desc="pretrain",
+        items_per_step=bs,
     )  # fmt: skip
     nnx.update(model, result.state.params)
-    return tokenizer, model, {"pretrain/loss": float(result.last_metrics.get("loss", np.nan))}
+    loss = last_epoch_loss(os.path.join(workdir, "pretrain", "metrics.jsonl"), result.step,
+                           stream.batches_per_epoch)  # fmt: skip
+    return tokenizer, model, {"pretrain/loss": loss}
 
 
 def make_teacher(cfg: Reason4RecConfig, workdir: str, tables, rows, tps):

@@ -1,23 +1,29 @@
-"""The demo's synthetic world: users and items with latent aspect preferences, template reviews
-that mention the aspects, ratings from a noisy aspect match, and rule-based teachers.
+"""The demo's synthetic world: users with a latent love/hate per aspect, items with one aspect
+named in their title, noisy template reviews, ratings tied to the user's verdict on the item's
+aspect, and rule-based teachers.
 
-* every item has `aspects_per_item` of the `num_aspects` aspects; every user likes
-  `liked_per_user` aspects and dislikes `disliked_per_user` others (neutral on the rest);
-* rating = clip(round(3 + w * (#liked item aspects - #disliked item aspects) + bias_i + noise))
-  with noise ~ N(0, noise²);
-* a review says "love the X" / "hate the X" / "the X is ok" for each item aspect, then the
-  user's tastes ("tastes : melody love, vocals hate, ...");
-* the Summarizer teacher writes the authors' three fields from the latent truth;
-* the reason teacher (the mock of GPT-3.5 at T = 1) names the item's aspects and the user's
-  attitude to each ("it offers melody . melody love ."); unhinted it is sloppy (with probability `sloppy` it
-  swaps the user's likes and dislikes), hinted it is right but sometimes quotes the rating
-  ("... 4.0 stars", caught by the forbidden-string filter).
+* item i has one aspect a(i) of the `num_aspects`, and its title names it ("rhythm 7");
+* user u loves or hates each aspect (independent fair coins): v(u, a) in {love, hate};
+* rating(u, i) = clip(round(m_v + bias_i + noise)), m_love = `love_rating` (4.5: a 4 or a 5),
+  m_hate = `hate_rating` (1.5: a 1 or a 2), noise ~ N(0, noise²): a right verdict is worth
+  about 3 points of rating;
+* the review mentions every other aspect (in the fixed aspect order) with the user's verdict,
+  each flipped with probability `mention_noise`, then the item's own aspect with the true
+  verdict: "melody love , vocals hate , lyrics hate ; rhythm love";
+* the Summarizer teacher (the mock of GPT-3.5) summarises what the review says, in a fixed aspect
+  order: "melody love , vocals hate , lyrics hate , rhythm love";
+* the reason teacher (the mock of GPT-3.5 at T = 1) writes the item's aspect and the user's true
+  verdict on it ("rhythm love"); unhinted it is sloppy (with probability `sloppy` it flips the
+  verdict), hinted (the hint carries the rating) it is right but sometimes quotes the rating
+  ("rhythm love , 4.0 stars", caught by the forbidden-string filter).
 
-The rating is a two-hop lookup: the item's aspect (in the summaries of the item's history), then
-the user's attitude to that aspect (in the user's history summaries). The direct Predictor has to
-chain both hops inside one forward pass and learn them from the rating token alone; the Reasoner
-writes the first hop out ("it offers melody . melody") so the second is a copy, and the
-Predictor only has to read its last word.
+Why the step-wise pipeline can win: the user's verdict on an aspect is not in any one review;
+it has to be aggregated over the user's history summaries (a majority over their slot for the
+aspect, each a noisy copy). The Reasoner learns this with token-level supervision from the
+teacher's clean verdicts: it writes the aspect first (copied from the title), then the verdict,
+a lookup of the tokens that follow that aspect in the history (an induction pattern that a
+two-layer decoder learns fast). The direct Predictor has to learn the same lookup in one forward
+pass (find the aspect, find its slots, map the verdict to a rating) from the rating token alone.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 ASPECTS = ("melody", "vocals", "lyrics", "rhythm", "bass", "tempo", "guitar", "mood")
+VERDICTS = ("love", "hate")
 
 
 @dataclass(frozen=True)
@@ -37,14 +44,13 @@ class SyntheticConfig:
     num_items: int = 24
     per_user: int = 10
     num_aspects: int = 4
-    aspects_per_item: int = 1
-    liked_per_user: int = 2
-    disliked_per_user: int = 2
-    weight: float = 1.5
-    item_bias: float = 0.3
-    noise: float = 0.4
+    love_rating: float = 4.5
+    hate_rating: float = 1.5
+    item_bias: float = 0.2
+    noise: float = 0.35
+    mention_noise: float = 0.25
     test_frac: float = 0.15
-    sloppy: float = 0.4
+    sloppy: float = 0.3
     quote_rating: float = 0.2
     seed: int = 0
 
@@ -53,77 +59,72 @@ class SyntheticConfig:
 class World:
     train: pd.DataFrame
     test: pd.DataFrame
-    item_aspects: dict[str, tuple[str, ...]]
-    liked: dict[str, tuple[str, ...]]
-    disliked: dict[str, tuple[str, ...]]
+    item_aspect: dict[str, str]
+    verdicts: dict[str, dict[str, str]]  # user -> aspect -> "love" / "hate"
     cfg: SyntheticConfig
 
-
-def _attitude(world_liked, world_disliked, user, aspect) -> str:
-    if aspect in world_liked[user]:
-        return "love"
-    if aspect in world_disliked[user]:
-        return "hate"
-    return "ok"
+    @property
+    def aspects(self) -> tuple[str, ...]:
+        return ASPECTS[: self.cfg.num_aspects]
 
 
-def tastes(liked, disliked, user, aspects) -> str:
-    """The user's attitude to every aspect, e.g. "melody love, vocals hate, lyrics ok"."""
-    return ", ".join(f"{a} {_attitude(liked, disliked, user, a)}" for a in aspects)
+def _flip(v: str) -> str:
+    return "hate" if v == "love" else "love"
 
 
 def make_world(cfg: SyntheticConfig) -> World:
     """Interactions in the authors' columns, split chronologically (the last `test_frac`)."""
+    if not 2 <= cfg.num_aspects <= len(ASPECTS):
+        raise ValueError(f"SyntheticConfig.num_aspects={cfg.num_aspects}: 2..{len(ASPECTS)}")
+    if cfg.per_user > cfg.num_items:
+        raise ValueError(f"SyntheticConfig.per_user={cfg.per_user} > num_items={cfg.num_items}")
     rng = np.random.default_rng(cfg.seed)
     aspects = ASPECTS[: cfg.num_aspects]
     items = [f"I{j}" for j in range(cfg.num_items)]
     users = [f"U{u}" for u in range(cfg.num_users)]
-    item_aspects = {i: tuple(sorted(rng.choice(aspects, cfg.aspects_per_item, replace=False),
-                                    key=aspects.index)) for i in items}  # fmt: skip
+    # Every aspect on about as many items.
+    order = rng.permutation(cfg.num_items)
+    item_aspect = {items[j]: aspects[k % len(aspects)] for k, j in enumerate(order)}
     bias = {i: float(rng.normal(0, cfg.item_bias)) for i in items}
-    liked, disliked = {}, {}
-    for u in users:
-        picks = rng.choice(aspects, cfg.liked_per_user + cfg.disliked_per_user, replace=False)
-        liked[u] = tuple(sorted(picks[: cfg.liked_per_user], key=aspects.index))
-        disliked[u] = tuple(sorted(picks[cfg.liked_per_user :], key=aspects.index))
+    verdicts = {u: {a: VERDICTS[int(rng.integers(2))] for a in aspects} for u in users}
     rows = []
     for u in users:
         for j in rng.choice(len(items), cfg.per_user, replace=False):
             i = items[j]
-            att = [_attitude(liked, disliked, u, a) for a in item_aspects[i]]
-            score = 3 + cfg.weight * (att.count("love") - att.count("hate")) + bias[i]
-            rating = float(np.clip(np.rint(score + rng.normal(0, cfg.noise)), 1, 5))
-            parts = [f"{a} the {x}" if a != "ok" else f"the {x} is ok"
-                     for a, x in zip(att, item_aspects[i])]  # fmt: skip
-            review = " . ".join(parts) + f" . tastes : {tastes(liked, disliked, u, aspects)} ."
-            rows.append((u, i, f"s{i[1:]}", rating, review, int(rng.integers(0, 10**6))))
+            a, v = item_aspect[i], verdicts[u][item_aspect[i]]
+            mean = cfg.love_rating if v == "love" else cfg.hate_rating
+            rating = float(np.clip(np.rint(mean + bias[i] + rng.normal(0, cfg.noise)), 1, 5))
+            others = [x for x in aspects if x != a]
+            side = [f"{x} {_flip(verdicts[u][x]) if rng.random() < cfg.mention_noise else verdicts[u][x]}"
+                    for x in others]  # fmt: skip
+            review = " , ".join(side) + f" ; {a} {v}"
+            title = f"{a} {j}"
+            rows.append((u, i, title, rating, review, int(rng.integers(0, 10**6))))
     df = pd.DataFrame(rows, columns=["user_id", "item_id", "title", "ratings", "reviews",
                                      "unixReviewTime"])  # fmt: skip
     df = df.sort_values("unixReviewTime", kind="stable").reset_index(drop=True)
     n_test = round(cfg.test_frac * len(df))
     train, test = df.iloc[: len(df) - n_test], df.iloc[len(df) - n_test :]
-    return World(train.reset_index(drop=True), test.reset_index(drop=True), item_aspects, liked,
-                 disliked, cfg)  # fmt: skip
+    return World(train.reset_index(drop=True), test.reset_index(drop=True), item_aspect,
+                 verdicts, cfg)  # fmt: skip
 
 
-def teacher_summary(world: World, user: str, item: str) -> str:
-    """The authors' three fields, from the latent truth."""
-    att = {a: _attitude(world.liked, world.disliked, user, a) for a in world.item_aspects[item]}
-    pos = [a for a, v in att.items() if v == "love"] or ["none"]
-    neg = [a for a, v in att.items() if v == "hate"] or ["none"]
-    return (f"Positive Aspects: {', '.join(pos)}\nNegative Aspects: {', '.join(neg)}\n"
-            f"User Preference Elements: {tastes(world.liked, world.disliked, user, ASPECTS[: world.cfg.num_aspects])}")  # fmt: skip
+_MENTION = re.compile(r"([a-z]+) (love|hate)")
 
 
-def reason_text(world: World, user: str, item: str, liked=None, disliked=None) -> str:
-    """An aspect-grounded reason: the item's aspects, then the user's attitude to each
-    ("it offers melody . melody love ."); `liked` / `disliked` override the user's tastes."""
-    liked = world.liked[user] if liked is None else liked
-    disliked = world.disliked[user] if disliked is None else disliked
-    aspects = world.item_aspects[item]
-    att = [_attitude({user: liked}, {user: disliked}, user, a) for a in aspects]
-    return f"it offers {' and '.join(aspects)} . " + " . ".join(
-        f"{x} {a}" for a, x in zip(att, aspects)) + " ."  # fmt: skip
+def teacher_summary(review: str, aspects: tuple[str, ...]) -> str:
+    """What the review says about each aspect, in the fixed order of `aspects` ("?" for an
+    aspect it does not mention): "melody love , vocals hate , lyrics hate , rhythm love"."""
+    said = dict(_MENTION.findall(review))
+    return " , ".join(f"{a} {said.get(a, '?')}" for a in aspects)
+
+
+def reason_text(world: World, user: str, item: str, *, flip: bool = False) -> str:
+    """An aspect-grounded reason: the item's aspect and the user's verdict on it ("rhythm love");
+    `flip` writes the wrong verdict (a sloppy teacher)."""
+    a = world.item_aspect[item]
+    v = world.verdicts[user][a]
+    return f"{a} {_flip(v) if flip else v}"
 
 
 class RuleTeacher:
@@ -147,8 +148,6 @@ class RuleTeacher:
             text = reason_text(w, user, item)
             if rng.random() < w.cfg.quote_rating:
                 m = re.search(r"rated the item ([0-9.]+)|hint ([0-9.]+)", prompt)
-                text += f" i would give it {float(m.group(1) or m.group(2)):.1f} stars ."
+                text += f" , {float(m.group(1) or m.group(2)):.1f} stars"
             return text
-        if rng.random() < w.cfg.sloppy:  # a careless reading: tastes swapped
-            return reason_text(w, user, item, liked=w.disliked[user], disliked=w.liked[user])
-        return reason_text(w, user, item)
+        return reason_text(w, user, item, flip=bool(rng.random() < w.cfg.sloppy))

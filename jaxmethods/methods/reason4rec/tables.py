@@ -29,8 +29,7 @@ def load_tables(cfg: Reason4RecConfig) -> Tables:
     if d.source == "synthetic":
         world = make_world(d.synthetic)
         train, test = world.train.copy(), world.test.copy()
-        train["teacher_summary"] = [teacher_summary(world, u, i)
-                                    for u, i in zip(train.user_id, train.item_id)]  # fmt: skip
+        train["teacher_summary"] = [teacher_summary(r, world.aspects) for r in train.reviews]
         counts = {"data/missing_reviews_train": 0.0, "data/missing_reviews_test": 0.0}
     else:
         world = None
