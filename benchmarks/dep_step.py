@@ -33,12 +33,13 @@ from benchmarks.timing import (
     environment,
     interleaved_samples,
     memory_bytes,
+    preset_decoder_config,
     train_step_call,
     write_json,
 )
 from jaxmethods.methods.dep.model import DEPAdapterConfig, DEPModel
 from jaxmethods.methods.dep.model_train import make_dep_loss_fn, split_dep
-from jaxmethods.models.decoder import DecoderConfig, DecoderLM
+from jaxmethods.models.decoder import DecoderLM
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES as RULES
 from jaxmethods.train.mesh import data_sharding, make_mesh
 from jaxmethods.train.optim import OptimConfig, make_optimizer
@@ -88,12 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     p = PRESETS[args.preset]
     mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    cfg = DecoderConfig(
-        vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["inter"],
-        num_layers=p["layers"], num_heads=p["heads"], num_kv_heads=p["kv"],
-        head_dim=p["hidden"] // p["heads"], dtype=p["dtype"], param_dtype=p["dtype"],
-        scan_layers=True, remat=p["remat"],
-    )  # fmt: skip
+    cfg = preset_decoder_config(p, param_dtype=p["dtype"])
     his = tuple(range(p["vocab"] - 16, p["vocab"] - 8))
     diff = tuple(range(p["vocab"] - 8, p["vocab"]))
     adapter = DEPAdapterConfig(embed_size=p["embed"], code_size=p["code"])

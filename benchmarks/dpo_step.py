@@ -32,11 +32,12 @@ from benchmarks.timing import (
     compile_jitted,
     environment,
     interleaved_samples,
+    preset_decoder_config,
     train_step_call,
     write_json,
 )
 from jaxmethods.models.causal_lm import causal_lm_loss
-from jaxmethods.models.decoder import DecoderConfig, DecoderLM
+from jaxmethods.models.decoder import DecoderLM
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES as RULES
 from jaxmethods.train.dpo import make_dpo_loss_fn
 from jaxmethods.train.mesh import data_sharding, make_mesh
@@ -79,12 +80,7 @@ def main() -> None:
     args = ap.parse_args()
     p = PRESETS[args.preset]
     mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    cfg = DecoderConfig(
-        vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["inter"],
-        num_layers=p["layers"], num_heads=p["heads"], num_kv_heads=p["kv"],
-        head_dim=p["hidden"] // p["heads"], dtype=p["dtype"], param_dtype="float32",
-        scan_layers=True, remat=p["remat"],
-    )  # fmt: skip
+    cfg = preset_decoder_config(p)
     graphdef, params, rest = nnx.split(DecoderLM(cfg), nnx.Param, ...)
     n_params = sum(x.size for x in jax.tree.leaves(params))
     tx = make_optimizer(OptimConfig(lr=1e-5, weight_decay=0.01, warmup_steps=10), 1000)

@@ -41,6 +41,7 @@ from benchmarks.timing import (
     environment,
     interleaved_samples,
     memory_bytes,
+    preset_decoder_config,
     train_step_call,
     write_json,
 )
@@ -125,12 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     p = PRESETS[args.preset]
     mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
-    cfg = DecoderConfig(
-        vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["inter"],
-        num_layers=p["layers"], num_heads=p["heads"], num_kv_heads=p["kv"],
-        head_dim=p["hidden"] // p["heads"], dtype=p["dtype"], param_dtype="float32",
-        scan_layers=True, remat=p["remat"],
-    )  # fmt: skip
+    cfg = preset_decoder_config(p)
     rng = np.random.default_rng(0)
     ids = rng.integers(3, p["vocab"], (p["batch"], p["seq"])).astype(np.int32)
     labels = ids.copy()

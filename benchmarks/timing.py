@@ -199,3 +199,16 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (np.generic, jax.Array)):
         return np.asarray(x).tolist()
     raise TypeError(f"write_json: cannot serialise {type(x).__name__}")
+
+
+def preset_decoder_config(p: dict[str, Any], *, param_dtype: str = "float32"):
+    """The scanned Llama-style `DecoderConfig` of a benchmark preset (keys hidden, inter,
+    layers, heads, kv, vocab, dtype, remat; head_dim = hidden / heads)."""
+    from jaxmethods.models.decoder import DecoderConfig
+
+    return DecoderConfig(
+        vocab_size=p["vocab"], hidden_size=p["hidden"], intermediate_size=p["inter"],
+        num_layers=p["layers"], num_heads=p["heads"], num_kv_heads=p["kv"],
+        head_dim=p["hidden"] // p["heads"], dtype=p["dtype"], param_dtype=param_dtype,
+        scan_layers=True, remat=p["remat"],
+    )  # fmt: skip

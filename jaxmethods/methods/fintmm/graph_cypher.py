@@ -6,6 +6,7 @@ over any backend that implements `_query(text, params) -> rows`).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable
 from typing import Any
 
@@ -93,15 +94,16 @@ def _relation(row: dict[str, Any]) -> Relation:
     )
 
 
-class _CypherStore:
+class _CypherStore(abc.ABC):
     """`expand` over a Cypher backend: the seeds (`SEED_QUERY`), then per hop the frontier's
     window-passing relations with their other ends (`EXPAND_QUERY`), merged in `idx` order here,
     relations already returned skipped; subclasses implement `_query(text, params)`."""
 
     per_node_max = 8  # frontiers up to this size: one indexed query per name
 
+    @abc.abstractmethod
     def _query(self, text: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The rows of one Cypher query as dicts (backend-specific)."""
 
     def _lookup(self, query: str, names: list[str], params: dict[str, Any]) -> list[dict]:
         """Rows of `query` (SEED_QUERY / EXPAND_QUERY) for every name: per name, or in one

@@ -24,6 +24,7 @@ no temporal window).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import os
 from collections import defaultdict
@@ -265,7 +266,7 @@ def record_chunks(corpus: Corpus, *, rows_per_chunk: int = 1) -> tuple[DocStore,
     return DocStore(passages), sources
 
 
-class _ChunkBaseline:
+class _ChunkBaseline(abc.ABC):
     """Shared by the baselines: top-k chunk rows -> their records."""
 
     def __init__(self, corpus: Corpus, by_uuid: Mapping[str, Record], *, k: int, max_raw: int,
@@ -273,8 +274,9 @@ class _ChunkBaseline:
         self.docs, self.sources = record_chunks(corpus, rows_per_chunk=rows_per_chunk)
         self.by_uuid, self.k, self.max_raw = by_uuid, k, max_raw
 
+    @abc.abstractmethod
     def _search(self, questions: Sequence[str]) -> np.ndarray:
-        raise NotImplementedError
+        """[Q, k] chunk rows per question, best first, -1 for empty slots."""
 
     def retrieve(self, questions: Sequence[str]) -> list[Retrieved]:
         indices = self._search(list(questions))
