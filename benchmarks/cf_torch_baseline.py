@@ -205,3 +205,83 @@ def time_torch(name, users, items, n_users, n_items, dim, *, epochs, batch_size,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+RECBOLE_MODELS = {"bpr": "BPR", "lightgcn": "LightGCN", "neumf": "NeuMF", "sgl": "SGL"}
+
+
+def numpy2_aliases_for_recbole() -> None:
+    """RecBole 1.2.1's `Config.compatibility_settings` reads `np.float_`, `np.complex_` and
+    `np.unicode_`, which NumPy 2 removed (AttributeError on the first `Config(...)`); restores
+    them as the aliases they were. Nothing else in RecBole's BPR/LightGCN path needs NumPy 1."""
+    for old, new in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+        if old not in np.__dict__:
+            setattr(np, old, new)
+
+
+def recbole_epoch_fn(name: str, atomic_dir: str, dataset: str, dim: int, *, batch_size: int,
+                     workdir: str, seed: int = 2020):  # fmt: skip
+    """RecBole 1.2.1 itself: `(one_epoch, info)` where `one_epoch()` runs `Trainer._train_epoch`
+    once (RecBole's own data loader, uniform negative sampling, forward, backward, Adam).
+
+    `atomic_dir/dataset/dataset.inter` is read with RecBole's defaults for a general recommender
+    (random 8:1:1 split per user, one uniform negative per positive, lr 1e-3, batch 2048); the
+    embedding size is `dim`. Logs and TensorBoard files go under `workdir`.
+    """
+    import os
+
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_seed
+
+    numpy2_aliases_for_recbole()
+    config_dict = {
+        "data_path": atomic_dir,
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "load_col": {"inter": ["user_id", "item_id"]},
+        "embedding_size": dim,
+        "train_batch_size": batch_size,
+        "learning_rate": 1e-3,
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user",
+                      "mode": "full"},
+        "device": "cpu",
+        "use_gpu": False,
+        "seed": seed,
+        "reproducibility": True,
+        "show_progress": False,
+        "checkpoint_dir": os.path.join(workdir, "saved"),
+        "save_dataset": False,
+        "save_dataloaders": False,
+        "worker": 0,
+    }  # fmt: skip
+    model_name = RECBOLE_MODELS[name]
+    cwd = os.getcwd()
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)  # RecBole writes ./log_tensorboard relative to the working directory
+    try:
+        config = Config(model=model_name, dataset=dataset, config_dict=config_dict)
+        init_seed(config["seed"], config["reproducibility"])
+        data = create_dataset(config)
+        train_data, _, _ = data_preparation(config, data)
+        model = get_model(model_name)(config, train_data._dataset).to("cpu")
+        trainer = get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+    finally:
+        os.chdir(cwd)
+    counter = {"epoch": 0}
+
+    def one_epoch() -> float:
+        loss = trainer._train_epoch(train_data, counter["epoch"], show_progress=False)
+        counter["epoch"] += 1
+        return float(loss if not isinstance(loss, tuple) else sum(loss))
+
+    info = {
+        "recbole_model": model_name,
+        "n_train": len(train_data._dataset),
+        "n_users": data.user_num,
+        "n_items": data.item_num,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    return one_epoch, info

@@ -39,6 +39,7 @@ from benchmarks.timing import (
     environment,
     memory_bytes,
     mfu,
+    profile_ops,
     time_calls,
     write_json,
     xla_flops,
@@ -150,7 +151,9 @@ def bench_jax_step(model: DecoderLM, batch_np: dict, args, mesh) -> dict[str, An
     flops_xla = xla_flops(compiled)
     flops_analytic = analytic_flops(model.config, b, t)
     flops = flops_analytic if has_loops or flops_xla is None else flops_xla
+    profile = profile_ops(call, compiled.as_text(), iters=args.profile) if args.profile else None
     return {
+        "profile": profile,
         "compile_s": compile_s,
         "step": stats,
         "tokens_per_s": b * t / stats["median_s"],
@@ -313,6 +316,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0,
         help="torch CPU threads (0: torch's default); 1 avoids OpenMP spin-waiting on a busy host",
     )
+    p.add_argument("--profile", type=int, default=0, help="profile N steps: op time by source file")
     p.add_argument("--out", default="runs/bench/lm_step.json")
     args = p.parse_args(argv)
     for key, value in DEFAULTS[args.size].items():
@@ -376,6 +380,10 @@ def print_summary(r: dict[str, Any]) -> None:
     print(f"  compile {tr['compile_s']:.2f} s | step median {tr['step']['median_s'] * 1e3:.2f} ms"
           f" p90 {tr['step']['p90_s'] * 1e3:.2f} ms | {tr['tokens_per_s']:.0f} tok/s"
           f" | MFU {tr['mfu']}")  # fmt: skip
+    if tr.get("profile"):
+        for row in tr["profile"]["by_source"][:10]:
+            print(f"  profile {row['source']:24s} {'bwd' if row['backward'] else 'fwd'} "
+                  f"{row['s'] * 1e3:8.2f} ms {row['share']:6.1%}")  # fmt: skip
     for name, g in r["jax"]["generate"].items():
         print(f"  generate {name}: {g['tokens_per_s']:.0f} tok/s (compile {g['compile_s']:.2f} s)")
     if r["torch"] is not None:

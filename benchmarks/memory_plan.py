@@ -167,9 +167,11 @@ def plan_cell(
         tx, mesh, s_shard, loss_fn=make_sft_loss(graphdef, chunk), constants_shardings=r_shard
     )
     t0 = time.perf_counter()
-    compiled = jitted.lower(
-        _with_sharding(state, s_shard), _with_sharding(rest, r_shard), batch
-    ).compile()
+    # Traced under the mesh, so the chunked CE pins its batch axis (batch_sharding_constraint).
+    with jax.set_mesh(mesh):
+        compiled = jitted.lower(
+            _with_sharding(state, s_shard), _with_sharding(rest, r_shard), batch
+        ).compile()
     compile_s = time.perf_counter() - t0
     mem = memory_bytes(compiled) or {}
     peak = (

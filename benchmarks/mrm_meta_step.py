@@ -1,30 +1,43 @@
-"""MRM meta-training throughput: the vmapped meta-step against a per-user loop, same run.
+"""MRM meta-training throughput: the vmapped meta-step against per-user loops, same run.
 
-The per-user loop has the original code's structure (authors' `maml_train`): one user at a time,
-each with its own forward/backward through the differentiable inner step, the loss buffer
-combined by RPO, then one outer Adam update. Both are JAX and jitted per call; the loop pays one
-dispatch per user, the vmapped step one per meta-batch.
+For each meta-batch size (`--tasks 2,16,64`; 2 is the paper scripts' `tasks_per_batch`), on the
+same synthetic embeddings, meta-batch and initial parameters, timed in alternating rounds
+(medians; `benchmarks.timing.interleaved_samples`):
 
-    python benchmarks/mrm_meta_step.py --tasks 64 --dim 4096 --out runs/bench/mrm_meta_step.json
+  vmapped     the trainer's jitted step (`make_meta_grad_fn`, donated state), one call per
+              meta-batch;
+  jax loop    the original code's structure in JAX (`per_user_loop_grads`): one jitted
+              value_and_grad call per user, RPO's chain rule, one jitted outer update;
+  torch       the authors' structure in PyTorch (`benchmarks/mrm_torch_baseline.py`): a per-user
+              Python loop with a differentiable inner Adam step written with `torch.func`, RPO,
+              backward, clip, Adam. Skipped, with a line saying so, when torch is not importable
+              (it is an optional extra: run this script with a Python that has torch, e.g.
+              `/work/torchenv/bin/python`).
+
+    python benchmarks/mrm_meta_step.py --out runs/bench/mrm_meta_step.json
+    python benchmarks/mrm_meta_step.py --tasks 64 --dim 256 --pairs 32 64
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
-from benchmarks.timing import compile_jitted, environment, time_calls, write_json
+from benchmarks.timing import compile_jitted, environment, interleaved_samples, write_json
 from configs import mrm as mrm_configs
 from jaxmethods.data.synthetic_prefs import make_synthetic_corpus
-from jaxmethods.methods.mrm.config import from_config_dict
+from jaxmethods.methods.mrm.config import MetaConfig, from_config_dict
 from jaxmethods.methods.mrm.objective import (
     make_meta_grad_fn,
     per_user_loop_grads,
@@ -36,34 +49,44 @@ from jaxmethods.train.mesh import make_mesh
 from jaxmethods.train.state import TrainState
 from jaxmethods.train.trainer import compile_step, create_state
 
+try:
+    from benchmarks.mrm_torch_baseline import BaselineConfig, TorchMetaStep
+except ImportError as e:  # torch is an optional extra
+    TorchMetaStep = None
+    TORCH_MISSING = f"{type(e).__name__}: {e}"
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--users", type=int, default=256, help="users in the synthetic corpus")
-    p.add_argument("--dim", type=int, default=4096, help="embedding size D")
-    p.add_argument("--tasks", type=int, default=32, help="tasks_per_batch (users per meta-step)")
-    p.add_argument("--pairs", type=int, nargs=2, default=(32, 64), help="pairs per user (lo hi)")
-    p.add_argument("--inner_steps", type=int, default=1)
-    p.add_argument("--hypergrad", default="second_order")
-    p.add_argument("--embedding_dtype", default="float32", choices=("float32", "bfloat16"))
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--out", default="runs/bench/mrm_meta_step.json")
-    args = p.parse_args()
+OUTER_LR = 1e-3
 
+
+def torch_config(meta: MetaConfig, outer_lr: float) -> Any:
+    """The torch baseline's hyper-parameters from ours (same inner Adam, RPO and outer step)."""
+    inner = meta.inner
+    if inner.optimizer != "adam" or inner.eps_root:
+        raise ValueError("the torch baseline implements the inner Adam with eps_root = 0 only")
+    return BaselineConfig(
+        inner_lr=inner.lr, inner_steps=inner.steps, b1=inner.b1, b2=inner.b2, eps=inner.eps,
+        tail_frac=meta.rpo_tail_frac, gamma=meta.rpo_gamma, outer_lr=outer_lr, clip_norm=1.0,
+    )  # fmt: skip
+
+
+def bench_setting(args: argparse.Namespace, tasks: int) -> dict[str, Any]:
+    """Times the three variants for one meta-batch size; users/s from the medians."""
     config = mrm_configs.get_config("bench")
-    config.meta.tasks_per_batch = args.tasks
+    config.meta.tasks_per_batch = tasks
     config.meta.inner.steps = args.inner_steps
     config.meta.hypergrad = args.hypergrad
     cfg = from_config_dict(config)
     corpus, _ = make_synthetic_corpus(
-        args.users, args.dim, pairs_per_user=tuple(args.pairs), convs_per_user=(4, 8), seed=0
-    )
+        max(args.users, 4 * tasks), args.dim, pairs_per_user=tuple(args.pairs),
+        convs_per_user=(4, 8), seed=0,
+    )  # fmt: skip
     seen, _ = corpus.seen_unseen(0)
-    tasks = MetaTaskIterator(corpus, seen, tasks_per_batch=args.tasks, val_ratio=0.9, seed=0)
-    batch = jax.tree.map(jnp.asarray, next(tasks))
+    tasks_it = MetaTaskIterator(corpus, seen, tasks_per_batch=tasks, val_ratio=0.9, seed=0)
+    batch_np = next(tasks_it)
+    batch = jax.tree.map(jnp.asarray, batch_np)
     emb = jnp.asarray(corpus.embeddings, jnp.dtype(args.embedding_dtype))
     graphdef, params = split_model(PersonalizedReward(args.dim, (2,), rngs=nnx.Rngs(0)))
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-3))
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(OUTER_LR))
 
     # Vmapped: the trainer's jitted step (donated state), one call per meta-batch.
     mesh = make_mesh({"data": 1, "fsdp": 1, "tensor": 1})
@@ -76,9 +99,7 @@ def main() -> None:
         holder["state"], metrics = compiled(holder["state"], emb, batch)
         return metrics["loss"]
 
-    vmapped = time_calls(vmapped_call, iters=args.iters)
-
-    # Per-user loop: per-user value_and_grad calls, RPO chain rule, one jitted outer update.
+    # JAX per-user loop: per-user value_and_grad calls, RPO chain rule, one jitted outer update.
     apply = jax.jit(lambda s, g: _apply(tx, s, g), donate_argnums=(0,))
     loop_holder = {"state": TrainState.create(jax.tree.map(jnp.copy, params), tx)}
 
@@ -88,25 +109,90 @@ def main() -> None:
         loop_holder["state"] = apply(s, grads)
         return loop_holder["state"].step
 
-    loop = time_calls(loop_call, iters=args.iters)
-    users = args.tasks
+    calls = {"vmapped": vmapped_call, "jax_loop": loop_call}
+    torch_note = None
+    if TorchMetaStep is None or args.no_torch:
+        torch_note = "skipped: --no_torch" if args.no_torch else f"skipped: {TORCH_MISSING}"
+    else:
+        import torch
+
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
+        (kernel,) = jax.tree.leaves(params["base"])
+        (theta,) = jax.tree.leaves(params["theta_w"])
+        peer = TorchMetaStep(
+            np.asarray(emb, np.float32), [np.asarray(kernel)], np.asarray(theta),
+            torch_config(cfg.meta, OUTER_LR),
+        )  # fmt: skip
+        calls["torch"] = lambda: peer(batch_np)
+    samples = interleaved_samples(calls, rounds=args.rounds, warmup=2, iters=args.iters)
+    row: dict[str, Any] = {
+        "name": f"{tasks}_users",
+        "tasks": tasks,
+        "dim": args.dim,
+        "pairs": list(args.pairs),
+        "compile_s": compile_s,
+    }
+    for name, times in samples.items():
+        median = statistics.median(times)
+        row[name] = {
+            "median_s": median, "p90_s": float(np.percentile(times, 90)),
+            "users_per_s": tasks / median, "samples_s": times,
+        }  # fmt: skip
+    row["speedup_vs_jax_loop"] = row["jax_loop"]["median_s"] / row["vmapped"]["median_s"]
+    if "torch" in row:
+        row["speedup_vs_torch"] = row["torch"]["median_s"] / row["vmapped"]["median_s"]
+    else:
+        row["torch"] = torch_note
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--users", type=int, default=256, help="users in the synthetic corpus")
+    p.add_argument("--dim", type=int, default=4096, help="embedding size D")
+    p.add_argument("--tasks", default="2,16,64", help="users per meta-step, comma-separated")
+    p.add_argument("--pairs", type=int, nargs=2, default=(80, 80), help="pairs per user (lo hi)")
+    p.add_argument("--inner_steps", type=int, default=1)
+    p.add_argument("--hypergrad", default="second_order")
+    p.add_argument("--embedding_dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--iters", type=int, default=5, help="timed calls per round and variant")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    p.add_argument("--no_torch", action="store_true", help="skip the PyTorch baseline")
+    p.add_argument(
+        "--torch_threads", type=int, default=0,
+        help="torch CPU threads (0: torch's default); 1 avoids OpenMP spin-waiting on a busy host",
+    )  # fmt: skip
+    p.add_argument("--out", default="runs/bench/mrm_meta_step.json")
+    args = p.parse_args()
+
+    rows = []
+    for tasks in [int(t) for t in str(args.tasks).split(",") if t]:
+        row = bench_setting(args, tasks)
+        rows.append(row)
+        torch_part = (
+            f"torch {row['torch']['users_per_s']:.0f} users/s "
+            f"({row['torch']['median_s'] * 1e3:.2f} ms) -> {row['speedup_vs_torch']:.1f}x"
+            if isinstance(row["torch"], dict)
+            else f"torch {row['torch']}"
+        )
+        print(
+            f"{jax.devices()[0].device_kind}, {tasks} users/step, D={args.dim}: vmapped "
+            f"{row['vmapped']['users_per_s']:.0f} users/s "
+            f"({row['vmapped']['median_s'] * 1e3:.2f} ms), jax loop "
+            f"{row['jax_loop']['users_per_s']:.0f} users/s "
+            f"({row['speedup_vs_jax_loop']:.1f}x), {torch_part}",
+            flush=True,
+        )
     result = {
         "benchmark": "mrm_meta_step",
         "config": vars(args),
         "environment": environment(),
-        "compile_s": compile_s,
-        "vmapped": vmapped | {"users_per_s": users / vmapped["median_s"]},
-        "per_user_loop": loop | {"users_per_s": users / loop["median_s"]},
-        "speedup_median": loop["median_s"] / vmapped["median_s"],
+        "load_average": os.getloadavg(),
+        "results": rows,
     }
     write_json(args.out, result)
-    print(
-        f"{jax.devices()[0].device_kind}: vmapped {result['vmapped']['users_per_s']:.0f} users/s "
-        f"(median {vmapped['median_s'] * 1e3:.2f} ms, p90 {vmapped['p90_s'] * 1e3:.2f} ms), "
-        f"per-user loop {result['per_user_loop']['users_per_s']:.0f} users/s "
-        f"(median {loop['median_s'] * 1e3:.2f} ms): {result['speedup_median']:.1f}x; "
-        f"compile {compile_s:.2f} s -> {args.out}"
-    )
+    print(f"-> {args.out}")
 
 
 def _apply(tx, state: TrainState, grads) -> TrainState:

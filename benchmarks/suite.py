@@ -61,6 +61,7 @@ BENCHMARKS: tuple[Bench, ...] = (
     Bench("grpo_step", smoke=("--preset", "smoke", "--no-trl"), cpu=("--preset", "cpu"),
           gpu=("--preset", "gpu", "--no-trl")),
     Bench("dep_step", smoke=("--preset", "smoke"), cpu=("--preset", "cpu"), gpu=("--preset", "gpu")),
+    Bench("drc_step", smoke=("--preset", "smoke"), cpu=("--preset", "cpu"), gpu=("--preset", "gpu")),
     Bench("multi_lora", smoke=("--preset", "smoke"), cpu=("--preset", "cpu"),
           gpu=("--preset", "gpu")),
     Bench("mrm_meta_step",

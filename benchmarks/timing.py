@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -212,3 +213,111 @@ def preset_decoder_config(p: dict[str, Any], *, param_dtype: str = "float32"):
         head_dim=p["hidden"] // p["heads"], dtype=p["dtype"], param_dtype=param_dtype,
         scan_layers=True, remat=p["remat"],
     )  # fmt: skip
+
+
+_HLO_INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = [^\n]*?metadata=\{([^}]*)\}", re.M)
+_TABLE_ROW = re.compile(r"^(\d+) (.*)$")
+_KV = re.compile(r"(\w+)=(\d+)")
+_OWN_CODE = ("jaxmethods/", "optax/", "benchmarks/")
+
+
+def _tables(hlo_text: str) -> dict[str, dict[int, str]]:
+    """The FileNames / FunctionNames / FileLocations / StackFrames tables of an HLO module."""
+    tables: dict[str, dict[int, str]] = {}
+    current = None
+    for line in hlo_text.splitlines():
+        if line in ("FileNames", "FunctionNames", "FileLocations", "StackFrames"):
+            current = tables.setdefault(line, {})
+            continue
+        m = _TABLE_ROW.match(line)
+        if current is not None and m:
+            current[int(m.group(1))] = m.group(2).strip().strip('"')
+        elif not line.strip() or line.startswith("%") or line.startswith("HloModule"):
+            current = None if line.strip() else current
+    return tables
+
+
+def hlo_op_sources(hlo_text: str) -> dict[str, tuple[str, bool]]:
+    """HLO instruction name -> ("dir/file.py:function" of the innermost frame in the project,
+    optax or the benchmark; in the backward pass) from a compiled module's text
+    (`compiled.as_text()`: its metadata and stack-frame tables). Backward = JAX `transpose(`."""
+    t = _tables(hlo_text)
+    files, funcs = t.get("FileNames", {}), t.get("FunctionNames", {})
+    locs = {
+        k: dict((a, int(b)) for a, b in _KV.findall(v))
+        for k, v in t.get("FileLocations", {}).items()
+    }
+    frames = {
+        k: dict((a, int(b)) for a, b in _KV.findall(v)) for k, v in t.get("StackFrames", {}).items()
+    }
+
+    def where(frame_id: int) -> str:
+        seen = set()
+        while frame_id in frames and frame_id not in seen:
+            seen.add(frame_id)
+            loc = locs.get(frames[frame_id].get("file_location_id", -1), {})
+            path = files.get(loc.get("file_name_id", -1), "")
+            for root in _OWN_CODE:
+                if root in path:
+                    short = "/".join(path.split(root, 1)[1].split("/")[-2:])
+                    return f"{short}:{funcs.get(loc.get('function_name_id', -1), '?')}"
+            frame_id = frames[frame_id].get("parent_frame_id", -1)
+        return "?"
+
+    out: dict[str, tuple[str, bool]] = {}
+    for name, meta in _HLO_INSTR.findall(hlo_text):
+        op_name = re.search(r'op_name="([^"]*)"', meta)
+        frame = re.search(r"stack_frame_id=(\d+)", meta)
+        src = where(int(frame.group(1))) if frame else "?"
+        out[name] = (src, "transpose(" in (op_name.group(1) if op_name else ""))
+    return out
+
+
+def profile_ops(
+    call: Callable[[], Any], hlo_text: str, *, iters: int = 5, log_dir: str | None = None
+) -> dict[str, Any]:
+    """Per-op device time of `iters` calls under `jax.profiler.trace`, summed by HLO op and by
+    the Python source file that emitted it (forward / backward apart).
+
+    Reads the Perfetto JSON the profiler writes (no TensorBoard plugin needed). Returns
+    `{"total_op_s", "by_source": [{"source", "backward", "s", "share"}], "top_ops": [...]}`
+    (times per call). On CPU, XLA runs independent ops on a thread pool, so op times can sum
+    to more than the wall time.
+    """
+    import glob
+    import gzip
+    import tempfile
+
+    jax.block_until_ready(call())
+    log_dir = log_dir or tempfile.mkdtemp(prefix="jax_profile_")
+    with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+        for _ in range(iters):
+            jax.block_until_ready(call())
+    (path,) = sorted(glob.glob(os.path.join(log_dir, "**", "perfetto_trace.json.gz"),
+                               recursive=True))[-1:]  # fmt: skip
+    with gzip.open(path) as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    by_op: dict[str, float] = {}
+    for e in events:
+        op = (e.get("args") or {}).get("hlo_op")
+        if e.get("ph") == "X" and op:
+            by_op[op] = by_op.get(op, 0.0) + e.get("dur", 0.0) * 1e-6 / iters
+    sources = hlo_op_sources(hlo_text)
+    by_src: dict[tuple[str, bool], float] = {}
+    for op, s in by_op.items():
+        key = sources.get(op, ("?", False))
+        by_src[key] = by_src.get(key, 0.0) + s
+    total = sum(by_op.values()) or 1.0
+    return {
+        "total_op_s": total,
+        "by_source": [
+            {"source": k[0], "backward": k[1], "s": v, "share": v / total}
+            for k, v in sorted(by_src.items(), key=lambda kv: -kv[1])
+        ],
+        "top_ops": [
+            {"op": op, "source": sources.get(op, ("?", False))[0], "s": s, "share": s / total}
+            for op, s in sorted(by_op.items(), key=lambda kv: -kv[1])[:15]
+        ],
+        "trace_dir": log_dir,
+    }

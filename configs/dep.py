@@ -63,15 +63,18 @@ def get_config(arg: str | None = None):
         c.loop.checkpoint_every, c.loop.log_every, c.loop.progress = 0, 1, False
     elif variant in ("demo", "bench"):
         _tiny_common(c, hidden=64, layers=2, vocab=1000, embed=32, code=32)
-        c.data.num_users, c.data.num_items, c.data.reviews_per_user = 48, 36, 20
-        c.data.max_length, c.data.total_length, c.data.num_val = 224, 264, 16
-        c.model.max_position_embeddings = 512
+        c.data.num_users, c.data.num_items, c.data.reviews_per_user = 96, 36, 20
+        c.data.max_length, c.data.total_length, c.data.num_val = 160, 192, 16
+        c.model.max_position_embeddings = 256
         c.data.prompt_history = "placeholders"  # style reaches the LLM only via the soft tokens
-        c.pretrain.enabled, c.pretrain.steps, c.pretrain.lr = True, 300, 1e-2
+        c.data.system_prompt = False
+        c.embed.pooling = "mean"
+        c.pretrain.enabled, c.pretrain.steps, c.pretrain.lr = True, 600, 1e-2
         c.pretrain.users, c.pretrain.mask_arms, c.pretrain.all_labels = 144, True, False
-        c.generate.max_new_tokens = 40
-        c.epochs, c.batch_size, c.eval_batch_size = 10, 8, 16
-        c.optim.lr = 1e-2
+        c.pretrain.share_train, c.pretrain.keep_adapter = True, True
+        c.generate.max_new_tokens = 28
+        c.epochs, c.batch_size, c.eval_batch_size = 3, 16, 16
+        c.optim.lr = 3e-3
         c.loop.checkpoint_every, c.loop.log_every, c.loop.progress = 0, 10, False
         if variant == "bench":
             c.model.hidden_size, c.model.intermediate_size = 256, 688

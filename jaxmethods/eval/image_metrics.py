@@ -1,4 +1,4 @@
-"""Pixel and feature metrics for generated images: SSIM, MS-SSIM, FID (LPIPS: not ported).
+"""Pixel and feature metrics for generated images: SSIM, MS-SSIM, FID (LPIPS: `eval.lpips`).
 
 Conventions are those of the libraries Pigeon's `Evaluation/eval_utils.py` calls:
 
@@ -18,8 +18,8 @@ Conventions are those of the libraries Pigeon's `Evaluation/eval_utils.py` calls
   when negligible. Features: Pigeon uses Inception-v3 pool3 (2048-d), which is not ported; the
   CLIP image features (`ClipScorer.image_features`) are the in-project substitute, so FID values
   are comparable only with FIDs computed on the same features.
-* **LPIPS** needs the VGG backbone and the lpips linear-layer weights: not ported;
-  `lpips_unavailable` returns the line to log when it is skipped.
+* **LPIPS**: `jaxmethods.eval.lpips.LPIPSScorer` (VGG, lpips v0.1); weights via
+  `jaxmethods.hf.lpips_loading.try_load_lpips`, which returns the "LPIPS skipped: <why>" line.
 
 Images are channels-last [B, H, W, C] float.
 """
@@ -35,8 +35,8 @@ import scipy.linalg
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 LPIPS_SKIP = (
-    "LPIPS skipped: it needs the lpips VGG + linear-layer weights, which have no JAX port in "
-    "jaxmethods yet (SSIM, MS-SSIM, FID and the CLIP/DINO scores still run)"
+    "LPIPS skipped: no VGG16 / lpips lin weights were given (see "
+    "jaxmethods.hf.lpips_loading.load_lpips); SSIM, MS-SSIM, FID and the CLIP/DINO scores still run"
 )
 
 
@@ -204,5 +204,5 @@ def fid_from_features(features_a: np.ndarray, features_b: np.ndarray) -> float:
 
 
 def lpips_unavailable() -> str:
-    """The line to log when LPIPS is skipped (no JAX port of the lpips weights yet)."""
+    """The line to log when LPIPS is skipped because no weights were given."""
     return LPIPS_SKIP

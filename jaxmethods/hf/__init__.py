@@ -17,6 +17,7 @@ from typing import Any
 
 from jaxmethods.hf.config import decoder_config_from_hf, hf_config_from_decoder
 from jaxmethods.hf.encoder_config import encoder_config_from_hf
+from jaxmethods.hf.lpips_loading import LPIPSWeightsMissing, load_lpips, try_load_lpips
 from jaxmethods.hf.peft import load_peft_adapter, save_peft_adapter
 from jaxmethods.hf.pretrained import load_pretrained, looks_like_local_path, resolve_model_path
 from jaxmethods.hf.save import save_pretrained
@@ -34,10 +35,12 @@ def load_reward_model(path_or_id: str | os.PathLike, dtype: Any = None, **kwargs
 
 
 __all__ = [
+    "LPIPSWeightsMissing",
     "VisionWeightsMissing",
     "decoder_config_from_hf",
     "encoder_config_from_hf",
     "hf_config_from_decoder",
+    "load_lpips",
     "load_peft_adapter",
     "load_pretrained",
     "load_reward_model",
@@ -47,5 +50,6 @@ __all__ = [
     "resolve_model_path",
     "save_peft_adapter",
     "save_pretrained",
+    "try_load_lpips",
     "try_load_vision_model",
 ]

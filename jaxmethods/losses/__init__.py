@@ -22,6 +22,12 @@ from jaxmethods.losses.dro import (
     random_subset_mask,
     topk_count,
 )
+from jaxmethods.losses.importance_sampling import (
+    importance_weights,
+    sampling_probs,
+    update_running_losses,
+    weighted_mean,
+)
 from jaxmethods.losses.logprobs import (
     chunked_sequence_logprobs,
     chunked_token_logprobs,
@@ -94,6 +100,7 @@ __all__ = [
     "group_topk_mask",
     "grpo_advantages",
     "igd_token_weights",
+    "importance_weights",
     "info_nce",
     "k3_kl",
     "kl_sparsity_loss",
@@ -110,6 +117,7 @@ __all__ = [
     "retain_nll_loss",
     "rpo_objective",
     "sampled_bce_loss",
+    "sampling_probs",
     "satimp_token_loss",
     "sequence_logprobs",
     "sequence_mean_nll",
@@ -123,6 +131,8 @@ __all__ = [
     "token_logprobs",
     "token_mean_nll",
     "topk_count",
+    "update_running_losses",
+    "weighted_mean",
     "weighted_token_ce",
     "weighted_token_nll",
 ]

@@ -6,14 +6,49 @@ The chunked variants take the final hidden states and the LM-head kernel instead
 the fp32 `[B, T, V]` logits never exist at once: positions are processed `chunk_size` at a time
 under `lax.scan`, and the chunk body is rematerialised in the backward pass (`jax.checkpoint`),
 so the peak extra memory is one `[B, chunk_size, V]` fp32 block in both passes.
+
+Under a mesh (`jax.set_mesh`, or `jax.sharding.use_abstract_mesh` while the step is traced),
+the chunked path pins the batch axis of the hidden states and of every logits chunk to the
+mesh's data/fsdp axes (`batch_sharding_constraint`). Under FSDP the hidden states otherwise
+arrive split on H with the batch replicated (the embedding gather from a table split on H),
+and every device computes the layers and the logits of the whole global batch; the pin
+propagates back through the network. Without a mesh nothing is added (the same program).
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+from jax.sharding import AxisType
+from jax.sharding import PartitionSpec as P
 
 from jaxmethods.losses.common import masked_sum
+
+BATCH_MESH_AXES = ("data", "fsdp")
+
+
+def batch_sharding_constraint(x: jnp.ndarray, batch_dim: int = 0) -> jnp.ndarray:
+    """`x` with dimension `batch_dim` constrained to the current mesh's data/fsdp axes.
+
+    The other dimensions stay unconstrained (XLA may still split them, e.g. the vocabulary over
+    `tensor`). A no-op (the same program) without a current mesh (`jax.sharding.
+    get_abstract_mesh()` empty), when the mesh's data/fsdp axes have size 1 or are not Auto, or
+    when they do not divide `x.shape[batch_dim]`.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    axes = tuple(a for a in BATCH_MESH_AXES if a in mesh.axis_names and mesh.shape[a] > 1)
+    types = dict(zip(mesh.axis_names, mesh.axis_types))
+    if not axes or any(types[a] != AxisType.Auto for a in axes):
+        return x
+    if x.shape[batch_dim] % math.prod(mesh.shape[a] for a in axes):
+        return x
+    spec = [P.UNCONSTRAINED] * x.ndim
+    spec[batch_dim] = axes
+    return jax.lax.with_sharding_constraint(x, P(*spec))
 
 
 def token_logprobs(logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
@@ -45,7 +80,9 @@ def _chunk_logprobs(
     logit_soft_cap: float | None,
 ) -> jnp.ndarray:
     """log softmax(hidden @ kernel)[labels] for one chunk: [B, C, H], [H, V], [B, C] -> [B, C]."""
+    hidden = batch_sharding_constraint(hidden)
     logits = jnp.einsum("bch,hv->bcv", hidden, kernel, preferred_element_type=jnp.float32)
+    logits = batch_sharding_constraint(logits)
     if logit_soft_cap is not None:
         # Gemma-2 style final-logit soft capping: cap * tanh(logits / cap).
         logits = logit_soft_cap * jnp.tanh(logits / logit_soft_cap)
@@ -95,6 +132,7 @@ def chunked_token_logprobs(
         )
     if chunk_size < 1:
         raise ValueError(f"chunked_token_logprobs: chunk_size must be >= 1, got {chunk_size}")
+    hidden = batch_sharding_constraint(hidden)
     batch, seq_len, width = hidden.shape
     chunk_size = min(chunk_size, seq_len)
     num_chunks = -(-seq_len // chunk_size)

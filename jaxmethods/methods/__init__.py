@@ -19,6 +19,7 @@ METHODS: dict[str, str] = {
     "reason4rec": "jaxmethods.methods.reason4rec.run:run",
     "dep": "jaxmethods.methods.dep.run:run",
     "fintmm": "jaxmethods.methods.fintmm.run:run",
+    "drc": "jaxmethods.methods.drc.run:run",
 }
 
 

@@ -202,6 +202,11 @@ def train_loop(
       early_stopping: on one evaluated metric; needs `evals`.
       writer: the metric writer (default: `<workdir>/metrics.jsonl`, no extra sinks).
 
+    A batch iterator with an `observe(metrics)` method (e.g. an importance sampler that keeps
+    per-example losses) gets each step's metrics dict right after the step is dispatched, as
+    device arrays: reading them is the iterator's business (one step late, so the host does
+    not stall the device), and its `get_state` is checkpointed with the loop as any iterator's.
+
     The loss of step t is read back only after step t + 1 is dispatched, so the host never
     stalls the device; before each checkpoint the current step is checked, so a checkpoint
     never holds a state reached through a non-finite loss. On SIGTERM the loop saves at the
@@ -210,6 +215,7 @@ def train_loop(
     nothing was saved and exits 1.
     """
     hooks = {name: _as_eval(h) for name, h in (evals or {}).items()}
+    observe = getattr(batches, "observe", None)
     if early_stopping is not None and not hooks:
         raise ValueError("early_stopping needs at least one evaluation hook")
     own_writer = writer is None
@@ -255,7 +261,8 @@ def train_loop(
         now = time.perf_counter()
         rate = (step - s_log) / max(now - t_log, 1e-9)
         t_log, s_log = now, step
-        row = {k: v for k, v in m.items() if k != "finite"}
+        # Per-example arrays (e.g. for an iterator's `observe`) are not logged: scalars only.
+        row = {k: v for k, v in m.items() if k != "finite" and not isinstance(v, list)}
         row["steps_per_s"] = rate
         if items_per_step:
             row[f"{item_name}_per_s"] = rate * items_per_step
@@ -321,6 +328,8 @@ def train_loop(
             for step in range(start, num_steps if not finished else start):
                 batch = put_batch(next(batches), batch_sharding)
                 state, metrics = step_fn(state, constants, batch)
+                if observe is not None:
+                    observe(metrics)
                 done = step + 1
                 if pending is not None:
                     m = check(*pending)

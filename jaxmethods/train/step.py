@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -101,9 +102,21 @@ def jit_train_step(
     batch_sharding: Any,
     constants_shardings: Any = None,
 ) -> Callable:
-    """`jax.jit` with explicit in/out shardings and the state donated (argument 0)."""
+    """`jax.jit` with explicit in/out shardings and the state donated (argument 0).
+
+    The step is traced under `mesh` (as an abstract mesh), so sharding constraints inside the
+    loss see it: the chunked CE pins its batch axis to the data axes there
+    (`jaxmethods.losses.logprobs.batch_sharding_constraint`), which keeps a vocab-sized logits
+    chunk per device instead of one for the global batch under FSDP.
+    """
+
+    @functools.wraps(step)
+    def step_under_mesh(*args):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return step(*args)
+
     return jax.jit(
-        step,
+        step_under_mesh,
         in_shardings=(state_shardings, constants_shardings, batch_sharding),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=(0,),

@@ -51,6 +51,8 @@ def test_bad_configs_name_the_field():
         from_config_dict(c)
     with pytest.raises(ConfigError, match=r"config\.adapter\.embed_size"):
         from_config_dict(get_config("tiny,adapter.embed_size=8"))
+    with pytest.raises(ConfigError, match=r"config\.embed\.pooling"):
+        from_config_dict(get_config("tiny,embed.pooling=max"))
     with pytest.raises(ConfigError, match=r"config\.embed\.folder"):
         from_config_dict(get_config("books,embed.source=files,emb="))
 
@@ -165,6 +167,81 @@ def test_synthetic_titles_and_ratings_carry_no_style():
     for r in rows:  # every reviewer of an item writes the same title
         assert all(titles[rev["asin"]] == rev["title"] for rev in r["profile"])
     openers = {r["user_id"]: r["data"]["text"].split(",")[0] for r in rows}
-    assert len(set(openers.values())) >= 6
+    assert set(openers.values()) == set(OPENERS)
     ratings = np.array([[rev["rating"] for rev in r["profile"]] for r in rows])
     assert ratings.std(axis=1).min() > 0  # not a per-user constant
+
+
+def test_synthetic_style_needs_the_peers():
+    """A user's word and the item's tone word share a pool and swap places at random, so one
+    review cannot tell them apart; the item's other reviewers (DEP's peers) can: the word the
+    user writes that the item's peers do not always write is the user's."""
+    from jaxmethods.methods.dep.synthetic import STYLE_WORDS, style_slots, synthetic_dpl
+
+    main, meta = synthetic_dpl(num_users=40, num_items=24, reviews_per_user=18, seed=3)
+    tone = {m["asin"]: next(w for w in STYLE_WORDS if f"A {w} tale" in m["description"])
+            for m in meta}  # fmt: skip
+    orders, by_item = set(), {}
+    for r in main["test"]:
+        user_words = set()
+        for rev in (*r["profile"], r["data"]):
+            slots = style_slots(rev["text"])
+            a, b = rev["text"].split(" is ")[1].split(".")[0].split(" and ")
+            orders.add(a == tone[rev["asin"]])
+            assert tone[rev["asin"]] in (a, b) and slots["words"] == " ".join(sorted((a, b)))
+            by_item.setdefault(rev["asin"], []).append({a, b})
+            user_words.add(b if a == tone[rev["asin"]] else a)
+        assert len(user_words) == 1  # one characteristic word per user
+    assert orders == {True, False}  # the tone comes first in some reviews, second in others
+    for asin, pairs in by_item.items():  # every reviewer of an item writes its tone word
+        assert set.intersection(*pairs) >= {tone[asin]}
+
+
+def test_style_slots():
+    from jaxmethods.methods.dep.synthetic import style_slots
+
+    t = "Wow, the old river is cozy and gritty. The boat steals the show. Trust me."
+    assert style_slots(t) == {
+        "opener": "Wow", "words": "cozy gritty", "sign_off": "Trust me.", "length": "long"
+    }  # fmt: skip
+    assert style_slots("garbage") == {
+        "opener": "", "words": "", "sign_off": "", "length": "short"
+    }  # fmt: skip
+
+
+def test_paired_gaps_against_numpy():
+    from jaxmethods.methods.dep.report import gaps_table, paired_gaps
+
+    rng = np.random.default_rng(0)
+    per = {
+        a: {"rougeL": rng.random(7), "meteor": rng.random(7)} for a in ("none", "history", "dep")
+    }
+    g = paired_gaps(per)
+    d = per["dep"]["meteor"] - per["history"]["meteor"]
+    assert g["dep-history/meteor"] == pytest.approx(d.mean())
+    assert g["dep-history/meteor_se"] == pytest.approx(np.std(d, ddof=1) / np.sqrt(7))
+    assert set(g) == {f"{p}/{m}{s}" for p in ("history-none", "dep-history", "dep-none")
+                      for m in ("rougeL", "meteor") for s in ("", "_se")}  # fmt: skip
+    assert "dep-none/rougeL" not in paired_gaps({"dep": per["dep"], "history": per["history"]})
+    t = gaps_table(g, "METEOR").splitlines()
+    assert t[0] == "| paired gap (same test samples) | ROUGE-L | METEOR |"
+    r = g["history-none/rougeL"], g["history-none/rougeL_se"]
+    assert t[2].startswith(
+        f"| history-only soft tokens - non-personalized | {r[0]:+.4f} ± {r[1]:.4f} |"
+    )
+
+
+@pytest.mark.parametrize("share", [False, True])
+def test_pretraining_users_stay_out_of_val_and_test(tmp_path, share):
+    from jaxmethods.methods.dep.run import load_data
+
+    cfg = from_config_dict(get_config(f"tiny,pretrain.users=3,pretrain.share_train={share}"))
+    splits, _, pre, everyone = load_data(cfg, str(tmp_path))
+    corpus = {"u000", "u001", "u002"}
+    assert {s.user_id for s in pre.samples} == corpus
+    assert len({s.user_id for s in everyone}) == cfg.data.num_users + 3  # all are peers
+    for name in ("val", "test"):
+        assert not {s.user_id for s in splits[name].samples} & corpus
+    train = {s.user_id for s in splits["train"].samples}
+    assert (train >= corpus) if share else not (train & corpus)
+    assert len(train - corpus) == cfg.data.num_users

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxmethods.llm import FunctionClient
+from jaxmethods.methods.fintmm.context_budget import ContextBudget, count_tokens
 from jaxmethods.methods.fintmm.generate import (
     Generation,
     LLMGenerator,
@@ -34,8 +35,14 @@ from jaxmethods.methods.fintmm.retrieve import (
     Retrieved,
     TMMHybridRetriever,
     record_chunks,
+    render_record,
 )
-from jaxmethods.methods.fintmm.synthetic_phrasing import Q_TOKEN_FORMS, rephrase
+from jaxmethods.methods.fintmm.synthetic_phrasing import (
+    DAY_FORMS,
+    Q_TOKEN_FORMS,
+    QUARTER_FORMS,
+    rephrase,
+)
 from jaxmethods.methods.fintmm.vector_store import EntityIndex
 from jaxmethods.retrieval.hashing_encoder import HashingEncoder
 
@@ -328,6 +335,12 @@ def test_record_chunks_and_bm25_baseline(toy):
                          show_progress=False)  # fmt: skip
     want = [u for i in res.documents[0] for u in sources[int(i)]]
     assert [d.uuid for d in got.raw] == want
+    # under a raw-token budget: the longest prefix that fits (the first record that does not
+    # fit ends it)
+    cost = [count_tokens("- " + render_record(d, corpus.companies)) for d in got.raw]
+    budget = ContextBudget(0, 0, cost[0] + cost[1] + cost[2] - 1)
+    cut = BM25Baseline(corpus, by_uuid, k=3, budget=budget).retrieve(q)[0]
+    assert len(got.raw) == 6 and cut.raw == got.raw[:2]
     assert got.items == [] and got.window is None
     two = record_chunks(corpus, rows_per_chunk=2)[0]
     assert len(two) == len(DAYS)
@@ -369,13 +382,13 @@ def test_rephrase_mixes_the_forms_and_keeps_the_rest():
     hand), nothing else changed."""
     q = "What was X on 2022-03-05 and from 2021-12-31 to 2022-01-04, in Q2 2022 and Q4 2021?"
     rng = np.random.default_rng(0)
-    seen = {rephrase(q, rng) for _ in range(60)}
+    seen = {rephrase(q, rng, day_forms=DAY_FORMS, quarter_forms=QUARTER_FORMS) for _ in range(60)}
     assert seen == {
         "What was X on " + a + " and from " + b + " to " + c + ", in " + e + " and " + f + "?"
         for a, b, c in [("2022-03-05", "2021-12-31", "2022-01-04"),
                         ("March 5, 2022", "December 31, 2021", "January 4, 2022"),
                         ("Mar 5, 2022", "Dec 31, 2021", "Jan 4, 2022")]
-        for e, f in [("Q2 2022", "Q4 2021"), ("2022 Q2", "2021 Q4"),
+        for e, f in [("Q2 2022", "Q4 2021"), ("2022Q2", "2021Q4"),
                      ("the second quarter of 2022", "the fourth quarter of 2021")]
     }  # fmt: skip
     only = {rephrase(q, rng, day_forms=("iso",), quarter_forms=Q_TOKEN_FORMS) for _ in range(20)}

@@ -129,6 +129,17 @@ def test_config_variants_and_errors():
         from_config_dict(get_config("tiny,generator=llm"))
     with pytest.raises(ConfigError, match=r"config\.kg\.graph_store"):
         from_config_dict(get_config("tiny,graph=milvus"))
+    # the context budget: LightRAG's defaults, 0 = none, negative refused
+    demo = from_config_dict(get_config("demo"))
+    assert (demo.retrieval.entity_tokens, demo.retrieval.relation_tokens,
+            demo.retrieval.raw_tokens) == (4000, 4000, 4000)  # fmt: skip
+    assert (
+        demo.data.full_statements and not from_config_dict(get_config("tiny")).data.full_statements
+    )
+    off = from_config_dict(get_config("tiny,raw_tokens=0,entity_tokens=0,relation_tokens=0"))
+    assert off.retrieval.budget() is None and demo.retrieval.budget().raw_tokens == 4000
+    with pytest.raises(ConfigError, match=r"config\.retrieval\.raw_tokens"):
+        from_config_dict(get_config("tiny,raw_tokens=-1"))
 
 
 def test_subword_hashing_encoder():

@@ -61,6 +61,7 @@ def test_tiny_run_learns_and_writes_the_summary_layout(straight):
     assert [r["step"] for r in rows if "valid/loss" in r] == [0, 3, 6]
 
 
+@pytest.mark.slow  # ~15 s; the loop's exact resume is tests/train/test_loop_checkpoint.py's
 def test_preempted_run_resumes_to_the_same_result(tmp_path, monkeypatch, straight):
     straight_dir, straight_summary = straight
     import jaxmethods.train.loop as loop_module

@@ -42,7 +42,8 @@ class CountingBatches:
 def loss_fn(params, constants, batch, rng):
     del constants, rng
     pred = batch["x"] @ params["w"]
-    return jnp.mean((pred - batch["y"]) ** 2), {}
+    per_example = (pred - batch["y"]) ** 2
+    return jnp.mean(per_example), {"per_example": per_example}
 
 
 def setup(grad_accum=1):

@@ -1,5 +1,6 @@
 """The shared loop: checkpoints with data state, exact resume, NaN guard, SIGTERM, config errors."""
 
+import json
 import os
 import signal
 from dataclasses import dataclass, field
@@ -86,3 +87,39 @@ def test_config_errors_name_the_field():
         to_dataclass(Outer, {"name": "x", "inner": {"lr": "0.1"}})
     with pytest.raises(ConfigError, match=r"config\.inner\.steps: expected an integer"):
         to_dataclass(Outer, {"name": "x", "inner": {"steps": 1.5}})
+
+
+class ObservingBatches(CountingBatches):
+    """Records the metrics the loop hands back; the count of observed steps is in its state."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def observe(self, metrics):
+        self.seen.append(metrics)
+
+    def get_state(self):
+        return {"pos": self.pos, "observed": len(self.seen)}
+
+    def set_state(self, state):
+        self.pos = state["pos"]
+        self.seen = [None] * state["observed"]
+
+
+def test_iterator_observe_gets_each_steps_metrics_and_checkpoints_with_it(tmp_path):
+    batches = ObservingBatches()
+    run(str(tmp_path / "a"), 4, batches)
+    assert len(batches.seen) == 4  # once per step, right after dispatch
+    assert all(m["per_example"].shape == (8,) for m in batches.seen)
+    assert all("loss" in r and "per_example" not in r for r in read_rows(tmp_path / "a"))
+    want = [r["loss"] for r in read_rows(tmp_path / "a")]
+    np.testing.assert_allclose([float(m["loss"]) for m in batches.seen], want, rtol=1e-6)
+    resumed = ObservingBatches()
+    run(str(tmp_path / "a"), 5, resumed)  # resumes from the final step-4 checkpoint
+    assert resumed.get_state() == {"pos": 5, "observed": 5}
+
+
+def read_rows(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if "loss" in r]

@@ -60,8 +60,8 @@ class EmbedConfig:
     (precomputed per-user files in `folder`: ours or the authors' `.emb`), or "tiny" (a tiny
     XLM-R-shaped encoder of width `dim` trained in the run, `demo_encoder.train_text_encoder`, on
     the reviews before the val / test targets; its files go under `<workdir>/embeddings` unless
-    `folder` is set: demo and tests). layers ... temperature: the tiny encoder's
-    `TinyEncoderConfig`."""
+    `folder` is set: demo and tests). layers ... pooling: the tiny encoder's
+    `TinyEncoderConfig` (pooling "cls", bge-m3's, or "mean")."""
 
     source: str = "bge"
     encoder: str = "BAAI/bge-m3"
@@ -77,6 +77,7 @@ class EmbedConfig:
     lr: float = 3e-3
     drop: float = 0.1
     temperature: float = 0.05
+    pooling: str = "cls"
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,15 @@ class PretrainConfig:
     mask_arms: each row's soft rows are zeroed as one of the arms' inputs, drawn uniformly
     (none / history / dep), so the LLM learns to read whichever rows an arm gives it.
     all_labels: every real token of a row is a label (causal-LM pre-training), else only the
-    target's, as in the arms' training."""
+    target's, as in the arms' training. share_train: the `users` pre-training users' training
+    rows are also the arms' training rows (DEP's val / test users stay unseen by the
+    pre-training). keep_adapter: every arm's adapter starts from the pre-training adapter (the
+    same start for the three arms) instead of a fresh initialisation."""
 
     enabled: bool = False
     users: int = 0
+    share_train: bool = False
+    keep_adapter: bool = False
     mask_arms: bool = False
     all_labels: bool = True
     steps: int = 100
@@ -171,6 +177,8 @@ def from_config_dict(config: Any) -> DEPConfig:
         )
     if cfg.pretrain.users and cfg.data.source != "synthetic":
         raise ConfigError("config.pretrain.users: extra pre-training users need synthetic data")
+    if cfg.embed.pooling not in ("cls", "mean"):
+        raise ConfigError(f"config.embed.pooling: {cfg.embed.pooling!r} is not cls or mean")
     if cfg.embed.source == "files" and not cfg.embed.folder:
         raise ConfigError("config.embed.folder: required when config.embed.source = 'files'")
     if cfg.embed.dim != cfg.adapter.embed_size:

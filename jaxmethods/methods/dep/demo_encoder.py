@@ -5,9 +5,10 @@ BPE tokenizer trained on the texts is trained with an in-batch contrastive loss 
 `fit`: two views of each text, each with a random `drop` fraction of its tokens deleted (word
 deletion, as CLEAR / ConSERT; the CPU-cheap stand-in for SimCSE's dropout views), are the
 positive pair and the other texts of the batch the negatives (`jaxmethods.losses.info_nce` on
-the CLS vectors, both directions). It is returned as a `TextEncoder` with CLS pooling and L2 normalisation, bge-m3's
-settings, so `embeddings.extract_embeddings` writes the per-user safetensors files exactly as it
-does for bge-m3.
+the pooled vectors, both directions). It is returned as a `TextEncoder` with the same pooling
+(CLS, bge-m3's, by default; "mean" for the demo) and L2 normalisation, so
+`embeddings.extract_embeddings` writes the per-user safetensors files exactly as it does for
+bge-m3.
 
     enc = train_text_encoder(texts, TinyEncoderConfig(dim=32), mesh=mesh, workdir=w)
     extract_embeddings(enc, test_samples, folder)            # -> EmbeddingStore(folder, 32)
@@ -29,7 +30,7 @@ from jaxmethods.data.pipeline import step_stream
 from jaxmethods.losses import info_nce
 from jaxmethods.models.encoder import EncoderModel
 from jaxmethods.models.encoder_config import EncoderConfig
-from jaxmethods.models.pooling import cls_pool
+from jaxmethods.models.pooling import pool
 from jaxmethods.models.text_encoder import TextEncoder
 from jaxmethods.train.optim import OptimConfig
 from jaxmethods.train.trainer import LoopConfig, fit
@@ -43,6 +44,7 @@ class TinyEncoderConfig:
     vocab_size: BPE vocabulary bound; max_length: tokens per text (special tokens included);
     steps / batch_size / lr: contrastive training (AdamW, 5 % warmup, linear decay);
     temperature: InfoNCE temperature; drop: fraction of tokens deleted in each view;
+    pooling: "cls" (bge-m3's) or "mean" (the sentence vector, in training and in the files);
     group_block: texts of one group per block when `train_text_encoder` is given groups."""
 
     dim: int = 32
@@ -56,17 +58,20 @@ class TinyEncoderConfig:
     temperature: float = 0.05
     drop: float = 0.15
     group_block: int = 8
+    pooling: str = "cls"
     seed: int = 0
 
 
-def _contrastive_loss_fn(graphdef: nnx.GraphDef, temperature: float):
-    """`loss_fn(params, constants, batch, rng)`: symmetric InfoNCE between the CLS rows of the two
-    views; batch `input_ids` / `attention_mask` [2B, T] (view 1 then view 2), `real` [B]."""
+def _contrastive_loss_fn(graphdef: nnx.GraphDef, temperature: float, pooling: str = "cls"):
+    """`loss_fn(params, constants, batch, rng)`: symmetric InfoNCE between the pooled rows of the
+    two views; batch `input_ids` / `attention_mask` [2B, T] (view 1 then view 2), `real` [B]."""
 
     def loss_fn(params, constants, batch, rng):
         del constants, rng
         model = nnx.merge(graphdef, params)
-        z = cls_pool(model(batch["input_ids"], batch["attention_mask"]))
+        z = pool(
+            model(batch["input_ids"], batch["attention_mask"]), batch["attention_mask"], pooling
+        )
         z1, z2 = jnp.split(z, 2)
         real, pos = batch["real"] > 0, jnp.arange(z1.shape[0])
         loss = 0.5 * (
@@ -162,12 +167,12 @@ def train_text_encoder(
     result = fit(
         params=params, optim=OptimConfig(lr=cfg.lr, warmup_ratio=0.05, weight_decay=0.01),
         num_steps=cfg.steps, batches=stream, mesh=mesh, workdir=os.path.join(workdir, "encoder"),
-        loss_fn=_contrastive_loss_fn(graphdef, cfg.temperature),
+        loss_fn=_contrastive_loss_fn(graphdef, cfg.temperature, cfg.pooling),
         loop=LoopConfig(checkpoint_every=0, log_every=max(cfg.steps // 4, 1), progress=False),
         seed=cfg.seed, desc="dep/encoder",
     )  # fmt: skip
     log.info("text encoder: %d steps, InfoNCE %.4f", result.step, result.last_metrics["loss"])
     model = nnx.merge(graphdef, result.state.params)
     return TextEncoder(
-        model, tok, pooling="cls", normalize=True, max_length=cfg.max_length, mesh=mesh
+        model, tok, pooling=cfg.pooling, normalize=True, max_length=cfg.max_length, mesh=mesh
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 
@@ -21,7 +22,13 @@ import numpy as np
 from flax import nnx
 
 from jaxmethods.data.pipeline import batches_per_epoch, step_stream
-from jaxmethods.eval.generation_metrics import MeteorOptions, generation_metrics, meteor_label
+from jaxmethods.eval.generation_metrics import (
+    MeteorOptions,
+    generation_metrics,
+    meteor,
+    meteor_label,
+    rouge_f1,
+)
 from jaxmethods.methods.dep import data as dep_data
 from jaxmethods.methods.dep.config import ARMS, DEPConfig, from_config_dict
 from jaxmethods.methods.dep.dataset import Examples, build_examples
@@ -35,7 +42,7 @@ from jaxmethods.methods.dep.prompts import (
     add_dep_tokens,
     placeholder_ids,
 )
-from jaxmethods.methods.dep.report import results_table
+from jaxmethods.methods.dep.report import gaps_table, paired_gaps, results_table
 from jaxmethods.models.backbone import build_backbone
 from jaxmethods.models.sharding_rules import DECODER_SHARDING_RULES
 from jaxmethods.train import EarlyStopping, Eval, fit, hf_max_steps, make_mesh, make_summary
@@ -53,8 +60,9 @@ def load_data(cfg: DEPConfig, workdir: str):
 
     With `pretrain.users` = P (synthetic data only), users u000 .. u{P-1} are the pre-training
     corpus: their reviews are embedded and act as peers, their (i = 7) training rows pre-train
-    the LLM, and they are dropped from DEP's train / val / test selections (val keeps the first
-    `num_val` of the others, in DEP's shuffled order)."""
+    the LLM, and they are dropped from DEP's val / test selections (val keeps the first
+    `num_val` of the others, in DEP's shuffled order) and, unless `pretrain.share_train`, from
+    its train selection."""
     d, extra = cfg.data, cfg.pretrain.users
     if d.source == "synthetic":
         from jaxmethods.methods.dep.synthetic import synthetic_dpl
@@ -79,7 +87,8 @@ def load_data(cfg: DEPConfig, workdir: str):
             return dataclasses.replace(sel, samples=samples)
 
         pre = only(splits["train"], True)
-        splits = {k: only(v, False) for k, v in splits.items()}
+        shared = {"train": splits["train"]} if cfg.pretrain.share_train else {}
+        splits = {k: shared.get(k) or only(v, False) for k, v in splits.items()}
         splits["val"].samples = splits["val"].samples[: d.num_val]
     return splits, dep_data.read_meta(meta, categories), pre, everyone
 
@@ -123,7 +132,7 @@ def load_embeddings(cfg: DEPConfig, samples, mesh, workdir: str):
         tiny = TinyEncoderConfig(
             dim=e.dim, layers=e.layers, vocab_size=e.vocab_size, max_length=e.max_length,
             steps=e.train_steps, batch_size=e.train_batch_size, lr=e.lr,
-            temperature=e.temperature, drop=e.drop, seed=cfg.seed,
+            temperature=e.temperature, drop=e.drop, pooling=e.pooling, seed=cfg.seed,
         )  # fmt: skip
         enc = train_text_encoder(texts, tiny, mesh=mesh, workdir=workdir)
         extract_embeddings(enc, samples, folder, batch_size=e.batch_size)
@@ -188,7 +197,8 @@ def pretrain_lm(cfg: DEPConfig, lm, ids, train: Examples, mesh, workdir: str):
     token with `pretrain.all_labels`, else on the target; the soft rows injected, each row zeroed as a random arm's with
     `pretrain.mask_arms`), so that the small LLM learns to read its soft-token positions as a
     pretrained one does; the adapter is then discarded and every arm trains a fresh one on the
-    frozen decoder."""
+    frozen decoder (or, with `pretrain.keep_adapter`, starts from it). Returns (lm, its last
+    CE, the adapter's state)."""
     p = cfg.pretrain
     model = DEPModel(lm, *ids, cfg.adapter, rngs=nnx.Rngs(cfg.seed + 1))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
@@ -206,7 +216,8 @@ def pretrain_lm(cfg: DEPConfig, lm, ids, train: Examples, mesh, workdir: str):
         desc=f"{cfg.name}/pretrain",
     )  # fmt: skip
     log.info("LM pre-training: %d steps, loss %.4f", result.step, result.last_metrics["loss"])
-    return nnx.merge(graphdef, result.state.params, rest).lm, float(result.last_metrics["lm"])
+    model = nnx.merge(graphdef, result.state.params, rest)
+    return model.lm, float(result.last_metrics["lm"]), nnx.state(model.adapter)
 
 
 def generate_texts(model: DEPModel, ex: Examples, arm: str, cfg: DEPConfig, tok) -> list[str]:
@@ -230,10 +241,15 @@ def generate_texts(model: DEPModel, ex: Examples, arm: str, cfg: DEPConfig, tok)
     return out
 
 
-def train_arm(cfg: DEPConfig, arm: str, lm, ids, train, val, mesh, tok, workdir, meteor_opts):
-    """The adapter of one arm trained on the frozen `lm`; returns (model, selection info)."""
+def train_arm(
+    cfg: DEPConfig, arm: str, lm, ids, train, val, mesh, tok, workdir, meteor_opts, init=None
+):
+    """The adapter of one arm trained on the frozen `lm`, fresh or starting from the adapter
+    state `init` (the same for every arm); returns (model, selection info)."""
     his_ids, diff_ids = ids
     model = DEPModel(lm, his_ids, diff_ids, cfg.adapter, rngs=nnx.Rngs(cfg.seed))
+    if init is not None:  # a copy: `fit` donates the buffers it trains
+        nnx.update(model.adapter, jax.tree.map(lambda a: jax.numpy.array(a, copy=True), init))
     graphdef, params, frozen = split_dep(model)
     frozen, _ = shard_and_place(frozen, mesh, DECODER_SHARDING_RULES)
     o = cfg.optim
@@ -320,26 +336,62 @@ def run(config, workdir: str) -> dict:
         "data/train": len(train.rows), "data/val": len(val.rows), "data/test": len(test.rows),
         **{f"skipped/{k}": v for k, v in train.skipped.items()},
     }  # fmt: skip
+    init = None
     if cfg.pretrain.enabled:
         corpus = train if pre_users is None else build(pre_users, training=True)
         metrics["data/pretrain"] = len(corpus.rows)
-        lm, metrics["pretrain/lm_loss"] = pretrain_lm(cfg, lm, ids, corpus, mesh, workdir)
+        lm, metrics["pretrain/lm_loss"], adapter = pretrain_lm(cfg, lm, ids, corpus, mesh, workdir)
+        init = adapter if cfg.pretrain.keep_adapter else None
 
     meteor_opts = MeteorOptions(cfg.eval.meteor_wordnet, cfg.eval.meteor_tokenizer)
     refs = [r["target"].strip() for r in test.rows]
-    results = {}
+    results, per_sample = {}, {}
     for arm in cfg.arms:
-        model, info = train_arm(cfg, arm, lm, ids, train, val, mesh, tok, workdir, meteor_opts)
+        model, info = train_arm(
+            cfg, arm, lm, ids, train, val, mesh, tok, workdir, meteor_opts, init=init
+        )
         preds = generate_texts(model, test, arm, cfg, tok)
         results[arm] = generation_metrics(
             refs, preds, meteor_options=meteor_opts, bertscore=cfg.eval.bertscore,
             bertscore_model=cfg.eval.bertscore_model,
         )  # fmt: skip
+        per_sample[arm] = {
+            "rougeL": rouge_f1(refs, preds)["rougeL"], "meteor": meteor(refs, preds, meteor_opts)
+        }  # fmt: skip
         metrics |= {f"{arm}/{k}": v for k, v in info.items()}
         metrics |= {f"test/{arm}/{k}": v for k, v in results[arm].items()}
-        metrics[f"example/{arm}"] = preds[0] if preds else ""
-    table = results_table(results, meteor_label(meteor_opts))
+        if d.source == "synthetic":
+            metrics |= {f"test/{arm}/{k}": v for k, v in _slot_accuracy(refs, preds).items()}
+        _write_predictions(os.path.join(workdir, "predictions", f"{arm}.jsonl"), test, preds)
+    gaps = paired_gaps(per_sample)
+    metrics |= {f"test/gap/{k}": v for k, v in gaps.items()}
+    label = meteor_label(meteor_opts)
+    table = results_table(results, label)
+    tables = {"dep": table}
+    if gaps:
+        tables["dep_gaps"] = gaps_table(gaps, label)
     if jax.process_index() == 0:
-        print(table)
+        print("\n\n".join(tables.values()))
     metrics = {k: v for k, v in metrics.items() if not isinstance(v, str)}
-    return make_summary(metrics, tables={"dep": table})
+    return make_summary(metrics, tables=tables)
+
+
+def _slot_accuracy(refs: list[str], preds: list[str]) -> dict[str, float]:
+    """Synthetic data: the fraction of test samples whose prediction shows the reference's
+    value of each style slot (`synthetic.style_slots`), as `slot/<name>`."""
+    from jaxmethods.methods.dep.synthetic import style_slots
+
+    got = [(style_slots(r), style_slots(p)) for r, p in zip(refs, preds, strict=True)]
+    names = got[0][0] if got else {}
+    return {f"slot/{k}": float(np.mean([r[k] == p[k] for r, p in got])) for k in names}
+
+
+def _write_predictions(path: str, ex: Examples, preds: list[str]) -> None:
+    """One JSON line per test sample: user_id, target, prediction."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        for row, pred in zip(ex.rows, preds, strict=True):
+            line = {"user_id": row["user_id"], "target": row["target"], "prediction": pred}
+            f.write(json.dumps(line) + "\n")

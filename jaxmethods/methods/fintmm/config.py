@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jaxmethods.llm.config import LLMConfig
-from jaxmethods.train.config import ConfigError, check_choice, positive, to_dataclass
+from jaxmethods.methods.fintmm.context_budget import ContextBudget
+from jaxmethods.train.config import (
+    ConfigError,
+    check_choice,
+    non_negative,
+    positive,
+    to_dataclass,
+)
 
 SOURCES = ("synthetic", "repo")
 EXTRACTORS = ("rule", "llm")
@@ -28,8 +35,10 @@ class DataConfig:
     "repo": `root` is a clone of github.com/lijunfeng99/FinTMMBench (with `QA.json` and the
     large JSON files). Synthetic history: trading days, news and charts from `start` to `end`
     (ISO dates; tables for every calendar year touched), `news_per_company` news items per
-    company. `max_questions` keeps the first n questions (-1 = all); `tasks` keeps those tasks
-    ("" = all, else separated by "," or "+", e.g. "IE+AC")."""
+    company; `full_statements`: every Alpha Vantage field of the three statements (86 a
+    period, as in the benchmark's tables; False: the 14 the questions use). `max_questions`
+    keeps the first n questions (-1 = all); `tasks` keeps those tasks ("" = all, else
+    separated by "," or "+", e.g. "IE+AC")."""
 
     source: str = "synthetic"
     root: str = ""
@@ -40,6 +49,7 @@ class DataConfig:
     start: str = "2022-01-01"
     end: str = "2022-12-31"
     news_per_company: int = positive(12)
+    full_statements: bool = False
     max_questions: int = -1
     tasks: str = ""
 
@@ -84,7 +94,10 @@ class RetrievalConfig:
     (`query_mode` "joined": LightRAG's one low-level + one high-level query; "each": one per
     keyword), graph expansion `hops` deep keeping at most `graph_limit` items, then at most
     `max_items` KG items and `max_raw` raw records for the generator. Baselines: `baseline_k`
-    chunks of `rows_per_chunk` records each."""
+    chunks of `rows_per_chunk` records each. The generator's context budget, for every system
+    (`context_budget.ContextBudget`; 0 = none): at most `entity_tokens` of KG entity lines,
+    `relation_tokens` of relation lines and `raw_tokens` of raw record lines, each a prefix of
+    the retrieval order (defaults: LightRAG's QueryParam of early 2025, 4000 each)."""
 
     keywords: str = "rule"
     keywords_llm: LLMConfig = field(default_factory=LLMConfig)
@@ -96,6 +109,14 @@ class RetrievalConfig:
     max_raw: int = positive(150)
     baseline_k: int = positive(20)
     rows_per_chunk: int = positive(1)
+    entity_tokens: int = non_negative(4000)
+    relation_tokens: int = non_negative(4000)
+    raw_tokens: int = non_negative(4000)
+
+    def budget(self) -> ContextBudget | None:
+        """The `ContextBudget`, or None when every budget is 0."""
+        b = (self.entity_tokens, self.relation_tokens, self.raw_tokens)
+        return ContextBudget(*b) if any(b) else None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-from jaxmethods.methods.fintmm.kg import Entity
+from jaxmethods.methods.fintmm.context_budget import item_line
 from jaxmethods.methods.fintmm.records import Chart
 from jaxmethods.methods.fintmm.retrieve import Retrieved, render_record
 
@@ -60,12 +60,6 @@ Final answer: <the short answer only>"""
 _FINAL = re.compile(r"final\s+answer\s*(?:is)?\s*[:：]\s*(.+)", re.I)
 
 
-def _item_line(it) -> str:
-    time = it.time.label() if it.time is not None else "undated"
-    name = it.name if isinstance(it, Entity) else it.key
-    return f"- {name} | {time} | {it.description}"
-
-
 def build_prompt(
     r: Retrieved,
     *,
@@ -76,7 +70,7 @@ def build_prompt(
 ) -> str:
     """The generator prompt for one question's retrieval (at most `max_items` KG items and
     `max_raw` raw records, in retrieval order)."""
-    items = "\n".join(_item_line(it) for it in r.items[:max_items]) or "(none)"
+    items = "\n".join(item_line(it) for it in r.items[:max_items]) or "(none)"
     raw = "\n".join("- " + render_record(x, companies) for x in r.raw[:max_raw]) or "(none)"
     return template.format(question=r.question, items=items, raw=raw)
 

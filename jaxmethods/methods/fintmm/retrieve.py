@@ -7,7 +7,8 @@ TMMHybridRAG (paper §3, "Retrieval"), per question:
     window = question_window(question)                   # None under -temporal
     D      = ∪_q topK_dense(q, window)  for q in kw.queries()   # window = range mask in search
     G      = graph.expand(kw ∩ KG names ∪ names(D), window=window, hops)
-    raw    = source_ids(D ∪ G) -> Corpus records (tables' and prices' datums, news, charts)
+    items  = budget(inside_first(G_named, D, G_dense; window))  # in-window first; tokens
+    raw    = budget(source_ids(items) -> Corpus records)  # datums, news, charts; tokens
 
 The ablations switch one part off: `use_vec` (-vec: no dense hits, the graph starts from the
 keywords alone), `use_graph` (-graph: dense hits only), `use_raw` (-raw: entity/relation
@@ -19,7 +20,7 @@ Baselines index text chunks of the raw records (`record_chunks`: one chunk per p
 per company table and period, per news item, per chart) and return the records of the top
 chunks: BM25 through `jaxmethods.retrieval.BM25Retriever` (bm25s), Naive RAG through
 `jaxmethods.retrieval.DenseIndex` (cosine over the same encoder as the entity index; no graph,
-no temporal window).
+no temporal window), within the same raw-token budget (`context_budget.ContextBudget`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from jaxmethods.methods.fintmm.context_budget import ContextBudget
 from jaxmethods.methods.fintmm.formulas import fmt_number
 from jaxmethods.methods.fintmm.keywords import Keywords, question_window
 from jaxmethods.methods.fintmm.kg import Entity, Relation, TemporalKG
@@ -47,6 +49,7 @@ __all__ = [
     "NaiveRAG",
     "Retrieved",
     "TMMHybridRetriever",
+    "inside_first",
     "record_chunks",
     "render_record",
 ]
@@ -81,14 +84,17 @@ class Retrieved:
 class HybridOptions:
     """k: dense top-K per keyword query (the paper does not report K); hops / graph_limit:
     graph expansion depth and most items it returns per question; max_items / max_raw: most
-    KG items / raw records handed to the generator; query_mode: "joined" (LightRAG: one
-    low-level and one high-level query) or "each" (one query per keyword)."""
+    KG items / raw records handed to the generator; budget: the generator's context in tokens
+    (`context_budget.ContextBudget`; None = only the counts above), applied after them;
+    query_mode: "joined" (LightRAG: one low-level and one high-level query) or "each" (one
+    query per keyword)."""
 
     k: int = 10
     hops: int = 1
     graph_limit: int = 120
     max_items: int = 150
     max_raw: int = 150
+    budget: ContextBudget | None = None
     query_mode: str = "joined"
     use_vec: bool = True
     use_graph: bool = True
@@ -122,6 +128,7 @@ class TMMHybridRetriever:
       by_uuid: `Corpus.by_uuid()`.
       keywords: questions -> `Keywords` (`RuleKeywords` or `LLMKeywords`).
       options: `HybridOptions`.
+      companies: symbol -> company name (`Corpus.companies`; the chart lines the budget counts).
     """
 
     def __init__(
@@ -132,13 +139,14 @@ class TMMHybridRetriever:
         by_uuid: Mapping[str, Record],
         keywords: Callable[[Sequence[str]], list[Keywords]],
         options: HybridOptions = HybridOptions(),
+        companies: Mapping[str, str] | None = None,
     ):
         if options.use_vec and index is None:
             raise ValueError("TMMHybridRetriever: use_vec needs an entity index")
         if options.use_graph and graph is None:
             raise ValueError("TMMHybridRetriever: use_graph needs a graph store")
         self.kg, self.index, self.graph, self.by_uuid = kg, index, graph, by_uuid
-        self.keywords, self.options = keywords, options
+        self.keywords, self.options, self.companies = keywords, options, companies
         self._relations = kg.relation_map()
         self._names = {name.lower(): name for name in kg.entities}
 
@@ -201,13 +209,36 @@ class TMMHybridRetriever:
                     if _key(it) not in origin:
                         origin[_key(it)] = source
                         items.append(it)
+            if window is not None:
+                items = inside_first(items, window)
             items = items[: o.max_items]
+            if o.budget is not None:
+                items = o.budget.items(items)
             origin = {_key(it): origin[_key(it)] for it in items}
             raw = []
             if o.use_raw:
                 raw = _sources_to_records([it.source_ids for it in items], self.by_uuid, o.max_raw)
+                if o.budget is not None:
+                    raw = o.budget.raw(raw, self._render)
             out.append(Retrieved(q, kw, window, items, raw, origin))
         return out
+
+    def _render(self, rec: Record) -> str:
+        return "- " + render_record(rec, self.companies)
+
+
+def inside_first(items: Sequence[Item], window: TimeSpan) -> list[Item]:
+    """`items` with those whose time lies inside `window` (or that have no time: companies)
+    first and those that only overlap it (a coarser period containing it: the year's statements
+    for a quarter question, the quarter's for a one-day question) after; each group keeps its
+    order. Part of the temporal module: what the context budget keeps is the asked period
+    first."""
+    inside, around = [], []
+    for it in items:
+        t = it.time
+        ok = t is None or (window.start <= t.start and t.end <= window.end)
+        (inside if ok else around).append(it)
+    return inside + around
 
 
 def _key(item: Item) -> str:
@@ -270,9 +301,10 @@ class _ChunkBaseline(abc.ABC):
     """Shared by the baselines: top-k chunk rows -> their records."""
 
     def __init__(self, corpus: Corpus, by_uuid: Mapping[str, Record], *, k: int, max_raw: int,
-                 rows_per_chunk: int):  # fmt: skip
+                 rows_per_chunk: int, budget: ContextBudget | None = None):  # fmt: skip
         self.docs, self.sources = record_chunks(corpus, rows_per_chunk=rows_per_chunk)
         self.by_uuid, self.k, self.max_raw = by_uuid, k, max_raw
+        self.budget, self.companies = budget, corpus.companies
 
     @abc.abstractmethod
     def _search(self, questions: Sequence[str]) -> np.ndarray:
@@ -283,7 +315,10 @@ class _ChunkBaseline(abc.ABC):
         out = []
         for q, row in zip(questions, indices):
             groups = [self.sources[i] for i in row if i >= 0]
-            out.append(Retrieved(q, raw=_sources_to_records(groups, self.by_uuid, self.max_raw)))
+            raw = _sources_to_records(groups, self.by_uuid, self.max_raw)
+            if self.budget is not None:
+                raw = self.budget.raw(raw, lambda rec: "- " + render_record(rec, self.companies))
+            out.append(Retrieved(q, raw=raw))
         return out
 
 
@@ -291,8 +326,10 @@ class BM25Baseline(_ChunkBaseline):
     """BM25 (bm25s, English stopwords) over `record_chunks`; the question is the query."""
 
     def __init__(self, corpus: Corpus, by_uuid: Mapping[str, Record], *, k: int = 10,
-                 max_raw: int = 40, rows_per_chunk: int = 1):  # fmt: skip
-        super().__init__(corpus, by_uuid, k=k, max_raw=max_raw, rows_per_chunk=rows_per_chunk)
+                 max_raw: int = 40, rows_per_chunk: int = 1,
+                 budget: ContextBudget | None = None):  # fmt: skip
+        super().__init__(corpus, by_uuid, k=k, max_raw=max_raw, rows_per_chunk=rows_per_chunk,
+                         budget=budget)  # fmt: skip
         from jaxmethods.retrieval.bm25 import BM25Retriever
 
         self.bm25 = BM25Retriever(self.docs)
@@ -307,8 +344,9 @@ class NaiveRAG(_ChunkBaseline):
 
     def __init__(self, corpus: Corpus, by_uuid: Mapping[str, Record], encoder, *, k: int = 10,
                  max_raw: int = 40, rows_per_chunk: int = 1, mesh=None,
-                 batch_size: int = 256):  # fmt: skip
-        super().__init__(corpus, by_uuid, k=k, max_raw=max_raw, rows_per_chunk=rows_per_chunk)
+                 batch_size: int = 256, budget: ContextBudget | None = None):  # fmt: skip
+        super().__init__(corpus, by_uuid, k=k, max_raw=max_raw, rows_per_chunk=rows_per_chunk,
+                         budget=budget)  # fmt: skip
         from jaxmethods.retrieval.dense import DenseIndex
 
         self.encoder, self.batch_size = encoder, batch_size

@@ -61,7 +61,8 @@ def load_corpus(cfg: FinTMMConfig, workdir: str) -> Corpus:
 
     return make_synthetic_corpus(root, seed=d.seed, tickers=d.tickers, start=d.start, end=d.end,
                                  news_per_company=d.news_per_company,
-                                 qa_per_kind=d.qa_per_kind, charts=d.charts)  # fmt: skip
+                                 qa_per_kind=d.qa_per_kind, charts=d.charts,
+                                 full_statements=d.full_statements)  # fmt: skip
 
 
 def select_questions(qa: Sequence[QAItem], cfg: FinTMMConfig) -> list[QAItem]:
@@ -255,7 +256,7 @@ def run(config, workdir: str) -> dict:
     runs: dict[str, SystemRun] = {}
     for name in systems:
         t = time.perf_counter()
-        common = dict(max_raw=r.max_raw, rows_per_chunk=r.rows_per_chunk)
+        common = dict(max_raw=r.max_raw, rows_per_chunk=r.rows_per_chunk, budget=r.budget())
         if name == "bm25":
             retriever = BM25Baseline(corpus, by_uuid, k=r.baseline_k, **common)
         elif name == "naive_rag":
@@ -263,10 +264,10 @@ def run(config, workdir: str) -> dict:
                                  batch_size=cfg.index.batch_size, **common)  # fmt: skip
         else:
             opts = HybridOptions(k=r.k, hops=r.hops, graph_limit=r.graph_limit,
-                                 max_items=r.max_items, max_raw=r.max_raw,
+                                 max_items=r.max_items, max_raw=r.max_raw, budget=r.budget(),
                                  query_mode=r.query_mode, **ABLATIONS[name])  # fmt: skip
             retriever = TMMHybridRetriever(kg, index if opts.use_vec else None, graph, by_uuid,
-                                           keywords, opts)  # fmt: skip
+                                           keywords, opts, companies=corpus.companies)  # fmt: skip
         retrieved = retriever.retrieve(texts)
         gens = generator(retrieved, tasks)
         runs[name] = SystemRun(name, [g.answer for g in gens], [x.sources() for x in retrieved],

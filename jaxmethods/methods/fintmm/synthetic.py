@@ -7,6 +7,9 @@
 - `data/FinancialTable.json`: atomic datums of quarterly (Interval "Quarter", date = quarter
   end) and annual ("Year", Dec 31) balance sheet / income statement / cash flow indicators
   (Alpha Vantage names; flows of the year are the sum of its quarters, stocks the Q4 value);
+  `full_statements=True` adds every other Alpha Vantage field of the three statements
+  (`kg_names.BALANCE_SHEET` etc.: 86 indicators a period, as the benchmark's tables carry,
+  instead of the 14 the questions use), drawn from a generator of their own;
 - `data/News.json`: dated news per company (one event + sentiment each; some name two companies);
 - `data/Chart/{SYM}_{year}-{W|M}{n}_Kline.png`: weekly (ISO week) and monthly candlesticks with
   a volume panel drawn by matplotlib (Agg) from the prices;
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .kg_names import BALANCE_SHEET, CASH_FLOW, INCOME_STATEMENT
 from .loaders import load_corpus
 from .records import Corpus
 from .synthetic_qa import QA_KINDS, QAContext, make_qa, uuid_for
@@ -179,6 +183,26 @@ def _annual(quarters: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def _filler(rng: np.random.Generator, quarters: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The Alpha Vantage fields the questions do not use, for four quarters and the year:
+    balance-sheet fields a share of total assets (stocks: the year takes Q4), income and
+    cash-flow fields a share of revenue (flows: the year sums the quarters); whole millions."""
+    used = set(quarters[0])
+    fields = [(f, True) for f in sorted(BALANCE_SHEET - used)]
+    fields += [(f, False) for f in sorted((INCOME_STATEMENT | CASH_FLOW) - used)]
+    share = {f: rng.uniform(0.002, 0.3) for f, _ in fields}
+    out: list[dict[str, float]] = []
+    for q in quarters:
+        row = {}
+        for f, stock in fields:
+            base = q["totalAssets"] if stock else q["totalRevenue"]
+            row[f] = float(round(base * share[f] * rng.uniform(0.9, 1.1) / 1e6) * 1e6)
+        out.append(row)
+    stocks = {f for f, stock in fields if stock}
+    out.append({f: out[-1][f] if f in stocks else sum(r[f] for r in out) for f, _ in fields})
+    return out
+
+
 class _ChartDrawer:
     """Candlesticks (green up, red down) over a volume panel, on one reused Agg figure (no pyplot;
     reusing the artists makes a chart ~10 ms instead of ~100 ms)."""
@@ -234,6 +258,7 @@ def make_synthetic_corpus(
     qa_per_kind: int = 4,
     charts: str = "all",
     chart_dpi: int = 32,
+    full_statements: bool = False,
 ) -> Corpus:
     """Write a synthetic benchmark under `root` and return `loaders.load_corpus(root)`.
 
@@ -247,6 +272,9 @@ def make_synthetic_corpus(
         is too small for distinct ones).
       charts: "all" (weekly + monthly), "monthly", "weekly" or "none".
       chart_dpi: PNG resolution (the 4x3 inch figure is 128x96 pixels at 32 dpi).
+      full_statements: write every Alpha Vantage field of the three statements (`_filler`,
+        from `default_rng([seed, 2])`: the prices, tables and questions of a seed are the
+        same either way); False: only the 14 indicators the questions use.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -257,6 +285,7 @@ def make_synthetic_corpus(
         raise ValueError(f"make_synthetic_corpus: no trading day between {start} and {end}")
     prices, tables = {}, {}
     price_rows, table_rows, news_rows = [], [], []
+    filler_rng = np.random.default_rng([seed, 2])
     for sym, name in companies.items():
         px = prices[sym] = _prices(rng, days)
         for t, day in enumerate(days):
@@ -275,6 +304,9 @@ def make_synthetic_corpus(
             ]
             periods.append((f"{year}-12-31", "Year", _annual(qs)))
             tables[(sym, year)] = periods
+            if full_statements:
+                more = _filler(filler_rng, qs)
+                periods = [(d, i, {**v, **m}) for (d, i, v), m in zip(periods, more)]
             for date, interval, values in periods:
                 for ind, value in values.items():
                     table_rows.append({

@@ -5,10 +5,18 @@ The generators in `synthetic_qa` write every time in one canonical form (ISO dat
 "2022-03-15", quarters "Q2 2022", annual reports "the 2022 annual report"; months and weeks as
 "March 2022" and "week 11 of 2022"). `rephrase` then rewrites the days and quarters of one
 question with forms drawn from its own generator, one form per question (a question writes its
-two dates alike):
+two dates alike). The forms it knows:
 
-    days      "2022-03-15" | "March 15, 2022" | "Mar 15, 2022"
-    quarters  "Q2 2022"    | "the second quarter of 2022" | "2022 Q2"
+    days      "2022-03-15" (iso) | "March 15, 2022" (long) | "Mar 15, 2022" (short)
+    quarters  "Q2 2022" (q_year) | "the second quarter of 2022" (ordinal) | "2022Q2" (year_q)
+
+and the mix it draws from by default (`DAY_MIX`, `QUARTER_MIX`) is the benchmark's, as far as
+its questions are published: the few-shot questions of the generation prompts
+(`data/Prompt/{FinancialTable,StockPrice,MultiPriceTable}.txt`: "on 2022-03-04", "on July 22,
+2022", "As of March 31, 2022", "from 2022Q2 to 2022Q4"; `NewsEvent.txt`: "Q4 2022" twice; the
+instruction "you can use Q1 2022 instead of 2022-03-31"): days 1/3 ISO and 2/3 long,
+quarters 2/3 "Q2 2022" and 1/3 "2022Q2"; no abbreviated month and no ordinal quarter
+appears. (`QA.json` itself is not in the repository snapshot we have.)
 
 Only the wording changes: the gold answer, sources and window of a question stay as drawn
 (`question_window` reads every form back to the same window), and the question generator's own
@@ -25,7 +33,9 @@ import numpy as np
 
 __all__ = [
     "DAY_FORMS",
+    "DAY_MIX",
     "QUARTER_FORMS",
+    "QUARTER_MIX",
     "Q_TOKEN_FORMS",
     "period_text",
     "rephrase",
@@ -36,6 +46,9 @@ __all__ = [
 DAY_FORMS = ("iso", "long", "short")
 QUARTER_FORMS = ("q_year", "ordinal", "year_q")
 Q_TOKEN_FORMS = ("q_year", "year_q")  # the forms with a "Q<k>" token
+# The benchmark prompts' few-shot questions (module docstring): one form drawn per question.
+DAY_MIX = ("iso", "long", "long")
+QUARTER_MIX = ("q_year", "q_year", "year_q")
 _ORDINAL = ("first", "second", "third", "fourth")
 
 _ISO_DAY = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
@@ -54,14 +67,14 @@ def say_day(day: datetime.date, form: str) -> str:
 
 
 def say_quarter(year: int, quarter: int, form: str) -> str:
-    """Q2 of 2022 as "Q2 2022" (q_year), "the second quarter of 2022" (ordinal) or "2022 Q2"
-    (year_q)."""
+    """Q2 of 2022 as "Q2 2022" (q_year), "the second quarter of 2022" (ordinal) or "2022Q2"
+    (year_q, the benchmark's "from 2022Q2 to 2022Q4")."""
     if form == "q_year":
         return f"Q{quarter} {year}"
     if form == "ordinal":
         return f"the {_ORDINAL[quarter - 1]} quarter of {year}"
     if form == "year_q":
-        return f"{year} Q{quarter}"
+        return f"{year}Q{quarter}"
     raise ValueError(f"say_quarter: form must be one of {QUARTER_FORMS}, got {form!r}")
 
 
@@ -86,11 +99,12 @@ def rephrase(
     question: str,
     rng: np.random.Generator,
     *,
-    day_forms: tuple[str, ...] = DAY_FORMS,
-    quarter_forms: tuple[str, ...] = QUARTER_FORMS,
+    day_forms: tuple[str, ...] = DAY_MIX,
+    quarter_forms: tuple[str, ...] = QUARTER_MIX,
 ) -> str:
     """Rewrite the canonical ISO days and "Q<k> <year>" quarters of `question` in one form of
-    `day_forms` and one of `quarter_forms`, each drawn from `rng` (two draws per question,
+    `day_forms` and one of `quarter_forms`, each drawn uniformly from `rng` (a form listed
+    twice is drawn twice as often; two draws per question,
     whatever it contains, so the draws of later questions do not depend on this one's text)."""
     day_form = day_forms[int(rng.integers(len(day_forms)))]
     quarter_form = quarter_forms[int(rng.integers(len(quarter_forms)))]

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import formulas
 from .formulas import fmt_number
-from .synthetic_phrasing import Q_TOKEN_FORMS, QUARTER_FORMS, period_days, rephrase
+from .synthetic_phrasing import Q_TOKEN_FORMS, QUARTER_MIX, period_days, rephrase
 from .synthetic_phrasing import period_text as _plabel
 
 _NAMESPACE = uuidlib.UUID("6d016850-0000-4000-8000-000000000000")
@@ -378,7 +378,7 @@ def make_qa(
     rewrites (`rephrase`). The reader finds a quarter trend by its "Q" tokens."""
     out, seen = [], set()
     for _, _, gen, _ in QA_KINDS:
-        got, quarters = 0, Q_TOKEN_FORMS if gen is _ta_table else QUARTER_FORMS
+        got, quarters = 0, Q_TOKEN_FORMS if gen is _ta_table else QUARTER_MIX
         for _ in range(per_kind * 20):
             if got == per_kind:
                 break

@@ -174,7 +174,7 @@ class TemplateGenerator:
                 return "increasing" if closes[-1] >= opens[0] else "decreasing"
             return self._chart_trend(r, sym, window) or unknown
         if "trend" in ql:
-            quarters = bool(re.search(r"\bQ[1-4]\b", q))
+            quarters = bool(re.search(r"(?<![A-Za-z])Q[1-4]\b", q))  # "Q2 2022", "2022Q2"
             series = ctx.series(sym, ind, window, max_days=92 if quarters else 1)
             return formulas.trend(series) if len(series) >= 2 else unknown
         if "percentage" in ql and len(spans) >= 2:

@@ -3,8 +3,11 @@
 Nodes are users [0, U) followed by items [U, U + I). Each training interaction (u, i) gives the
 two directed edges u <- U+i and U+i <- u, so Â = D^-1/2 A D^-1/2 with A = [[0, R], [R^T, 0]] is
 stored as `rows`, `cols`, `weights` ([2E] each, sorted by row). Propagation is a gather of the
-sender rows and a `segment_sum` into the receivers: memory O(E·d), never a dense N x N matrix.
-Degrees come from the training graph only (edges are built from training pairs).
+sender rows and a sum into the receivers: memory O(E·d), never a dense N x N matrix. Without
+edge chunks the product is a `jax.experimental.sparse.BCSR` matmul (its rows are the sorted
+receivers): `propagate` forward + backward 1.5x (d = 512) and 1.17x (d = 64) faster than with
+a `segment_sum`, side by side on CPU (docs/performance.md). Degrees come from the training graph only (edges are built from
+training pairs).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import sparse
 
 
 @flax.struct.dataclass
@@ -96,10 +100,14 @@ def spmm(graph: BipartiteGraph, weights: jax.Array, x: jax.Array, edge_chunk: in
     """
     n_edges = graph.rows.shape[0]
     if edge_chunk <= 0 or edge_chunk >= n_edges:
-        msg = x[graph.cols] * weights[:, None]
-        return jax.ops.segment_sum(
-            msg, graph.rows, num_segments=graph.n_nodes, indices_are_sorted=True
+        # CSR row pointers of the sorted receivers; BCSR's matmul and its transpose beat the
+        # gather + segment_sum (and its unsorted scatter in the backward pass) on CPU.
+        indptr = jnp.searchsorted(graph.rows, jnp.arange(graph.n_nodes + 1, dtype=jnp.int32))
+        adj = sparse.BCSR(
+            (weights.astype(x.dtype), graph.cols, indptr.astype(jnp.int32)),
+            shape=(graph.n_nodes, graph.n_nodes),
         )
+        return adj @ x
     n_chunks = -(-n_edges // edge_chunk)
     pad = n_chunks * edge_chunk - n_edges  # padding edges carry weight 0 into node 0
     shape = (n_chunks, edge_chunk)

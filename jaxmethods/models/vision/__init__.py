@@ -29,6 +29,8 @@ _EXPORTS = {
     "cosine_score": "scores",
     "VISION_SHARDING_RULES": "sharding",
     "torch_bicubic_matrix": "resize",
+    "LPIPS": "lpips",
+    "LPIPSConfig": "lpips",
     "VQConfig": "vq",
     "VQTokenizer": "vq",
     "VQTrainResult": "vq",

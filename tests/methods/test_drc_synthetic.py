@@ -1,0 +1,94 @@
+"""The styled-shapes world: glyph cells where they belong, colours are the palette's, users keep
+one style, references keep the target's semantics in another style."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jaxmethods.methods.drc.synthetic import (
+    LAYOUTS,
+    NUM_POSES,
+    PALETTES,
+    SHAPES,
+    Items,
+    WorldConfig,
+    make_users,
+    reference_items,
+    render,
+)
+
+WORLD = WorldConfig(noise=0.0)
+
+
+@pytest.mark.parametrize("pose", [0, 5, 10, 15])
+def test_shape_cells_follow_the_pose(pose):
+    """The cells holding a shape are the pose's layout at its offset; every shape cell holds
+    the same motif; the square is the cell less a 1-px margin."""
+    img = render(WORLD, Items(np.array([1]), np.array([pose]), np.array([0])))[0]  # square
+    fg = np.asarray(PALETTES[0][0]) * 2 - 1
+    is_fg = np.all(np.abs(img - fg) < 1e-5, -1).reshape(4, 8, 4, 8).transpose(0, 2, 1, 3)
+    layout, offset = divmod(pose, 4)
+    want = np.zeros((4, 4), bool)
+    dy, dx = divmod(offset, 2)
+    for r, row in enumerate(LAYOUTS[tuple(LAYOUTS)[layout]]):
+        for c, ch in enumerate(row):
+            want[dy + r, dx + c] = ch == "X"
+    np.testing.assert_array_equal(is_fg.any((2, 3)), want)
+    cells = is_fg[want]
+    assert np.all(cells == cells[0])
+    assert cells[0].sum() == 36 and not cells[0][0].any() and cells[0][1:7, 1:7].all()
+
+
+@pytest.mark.parametrize("shape", range(4))
+def test_shapes_differ(shape):
+    items = Items(np.arange(4), np.zeros(4, int), np.zeros(4, int))
+    x = render(WORLD, items)
+    others = [k for k in range(4) if k != shape]
+    assert all(np.abs(x[shape] - x[k]).max() > 0.5 for k in others)
+    assert SHAPES[shape] in ("circle", "square", "triangle", "cross")
+
+
+def test_background_palette_and_stripes():
+    items = Items(np.array([0, 0]), np.array([0, 0]), np.array([2, 3]))  # palette 1 plain/stripes
+    plain, striped = render(WORLD, items)
+    bg = np.asarray(PALETTES[1][1]) * 2 - 1
+    np.testing.assert_allclose(plain[31, 31], bg, atol=1e-6)  # corner cell: background
+    np.testing.assert_allclose(striped[24, 31], bg, atol=1e-6)  # upper half of a cell: light
+    dark = (np.asarray(PALETTES[1][1]) * WORLD.stripe_dim) * 2 - 1
+    np.testing.assert_allclose(striped[28, 31], dark, atol=1e-6)  # lower half: dark
+
+
+def test_users_share_style_and_references_change_it():
+    u = make_users(WorldConfig(), num_users=6, seq_len=8, seed=3)
+    assert u.sequences.shape == (6, 8)
+    for k in range(6):
+        assert np.all(u.items.style[u.sequences[k]] == u.style[k])
+    targets = u.items.take(u.sequences[:, -1])
+    ref = reference_items(WorldConfig(), targets, u.style, seed=1)
+    assert np.all(ref.style != u.style)
+    np.testing.assert_array_equal(ref.shape, targets.shape)
+    np.testing.assert_array_equal(ref.pose, targets.pose)
+    assert u.items.pose.min() >= 0 and u.items.pose.max() < NUM_POSES
+
+
+def test_bad_labels_name_the_item():
+    with pytest.raises(ValueError, match="item 1: style = 8"):
+        render(WORLD, Items(np.array([0, 0]), np.array([0, 0]), np.array([0, 8])))
+
+
+def test_world_data_windows_and_references():
+    from jaxmethods.methods.drc.synthetic import world_data
+
+    wd = world_data(WorldConfig(), num_users=20, seq_len=8, split_mode="random", seed=0)
+    every = [s for v in wd.splits.values() for s in v]
+    assert len(every) == 20 * 3 and {k: len(v) for k, v in wd.splits.items()} == {
+        "train": 48, "valid": 6, "test": 6}  # fmt: skip
+    for s in every:
+        seq = wd.users.sequences[s.uid].tolist()
+        i = seq.index(s.history[0])
+        assert [*s.history, s.target] == seq[i : i + 6]
+    test = wd.splits["test"]
+    targets = wd.users.items.take(np.asarray([s.target for s in test]))
+    np.testing.assert_array_equal(wd.references.shape, targets.shape)
+    assert np.all(wd.references.style != wd.users.style[[s.uid for s in test]])
