@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxmethods.models.dropout import dropout
 from jaxmethods.models.encoder_config import EncoderConfig
 from jaxmethods.models.linear import Dense, Embed
 from jaxmethods.models.mlp import ACTIVATION_FNS
@@ -40,13 +41,6 @@ def _layer_norm(config: EncoderConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
         use_fast_variance=False,
         rngs=rngs,
     )
-
-
-def _dropout(x: jnp.ndarray, rate: float, key: jax.Array | None) -> jnp.ndarray:
-    if key is None or rate <= 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
 def encoder_positions(input_ids: jnp.ndarray, config: EncoderConfig) -> jnp.ndarray:
@@ -80,7 +74,7 @@ class EncoderEmbeddings(nnx.Module):
         if self.token_type_embeddings is not None:
             types = jnp.zeros_like(input_ids) if token_type_ids is None else token_type_ids
             h = h + self.token_type_embeddings(types)
-        return _dropout(self.layer_norm(h), self.config.hidden_dropout, dropout_key)
+        return dropout(self.layer_norm(h), self.config.hidden_dropout, dropout_key)
 
 
 class EncoderSelfAttention(nnx.Module):
@@ -104,7 +98,7 @@ class EncoderSelfAttention(nnx.Module):
         if self.impl == "einsum" or (dropout_key is not None and self.prob_dropout > 0):
             scores = jnp.einsum("btnd,bsnd->bnts", q, k, preferred_element_type=jnp.float32)
             scores = jnp.where(mask, scores * scale, jnp.finfo(jnp.float32).min)
-            probs = _dropout(jax.nn.softmax(scores, axis=-1), self.prob_dropout, dropout_key)
+            probs = dropout(jax.nn.softmax(scores, axis=-1), self.prob_dropout, dropout_key)
             out = jnp.einsum("bnts,bsnd->btnd", probs.astype(v.dtype), v)
         else:
             out = jax.nn.dot_product_attention(
@@ -128,9 +122,9 @@ class EncoderLayer(nnx.Module):
     def __call__(self, h, key_valid, dropout_key=None) -> jnp.ndarray:
         keys = [None] * 3 if dropout_key is None else list(jax.random.split(dropout_key, 3))
         attn = self.attention(h, key_valid, dropout_key=keys[0])
-        h = self.attention_norm(h + _dropout(attn, self.rate, keys[1]))
+        h = self.attention_norm(h + dropout(attn, self.rate, keys[1]))
         ff = self.output(_ACTIVATIONS[self.act_name](self.intermediate(h)))
-        return self.output_norm(h + _dropout(ff, self.rate, keys[2]))
+        return self.output_norm(h + dropout(ff, self.rate, keys[2]))
 
 
 def _stacked_layers(config: EncoderConfig, rngs: nnx.Rngs) -> EncoderLayer:
@@ -230,7 +224,7 @@ class EncoderModel(nnx.Module):
         act = _ACTIVATIONS[self.config.traits.head_activation]
         first = hidden[:, 0]
         if self.config.traits.roberta_positions:  # RobertaClassificationHead
-            first = _dropout(first, self.config.hidden_dropout, dropout_key)
+            first = dropout(first, self.config.hidden_dropout, dropout_key)
         return act(self.pooler(first))
 
     def pooled(self, input_ids, attention_mask=None, token_type_ids=None) -> jnp.ndarray:
@@ -247,7 +241,7 @@ class EncoderModel(nnx.Module):
         keys = [None] * 3 if dropout_rng is None else list(jax.random.split(dropout_rng, 3))
         hidden = self(input_ids, attention_mask, token_type_ids, dropout_rng=keys[0])
         pooled = self.pooled_from_hidden(hidden, keys[1])
-        pooled = _dropout(pooled, self.config.hidden_dropout, keys[2])
+        pooled = dropout(pooled, self.config.hidden_dropout, keys[2])
         return self.classifier(pooled).astype(jnp.float32)
 
 

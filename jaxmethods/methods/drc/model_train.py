@@ -133,7 +133,11 @@ def drc_generate(
     reference = jnp.asarray(v.to_lm_ids(reference, field="reference") - v.visual_offset)
     mask = jnp.ones(history.shape[:2], bool) if history_mask is None else jnp.asarray(history_mask)
     if history_mask is not None and model.cfg.history_in_prompt:
-        raise NotImplementedError("drc_generate: history_mask with history_in_prompt")
+        raise ValueError(
+            "drc_generate: history_mask needs DRCConfig.history_in_prompt=False (the history "
+            "images listed in the prompt are not masked at generation); pass equal-length "
+            "histories, or keep the history out of the prompt (the default)"
+        )
     graphdef, state = nnx.split(model)
     prompt, embeds = _jit_stage2_prompt(graphdef)(state, history, reference, mask)
     if seeds is not None:

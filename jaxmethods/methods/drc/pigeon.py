@@ -47,6 +47,7 @@ from jaxmethods.methods.drc.image_lm import (
 )
 from jaxmethods.methods.drc.towers import CrossAttention, LayerNorm, typed_dense
 from jaxmethods.models.decoder import DecoderLM
+from jaxmethods.models.dropout import dropout
 from jaxmethods.models.linear import normal_init
 
 PAD_TYPE, HIST_TYPE, TARGET_TYPE = 0, 1, 2
@@ -100,13 +101,6 @@ def sinusoidal_table(max_len: int, dim: int) -> np.ndarray:
     pe[:, 0::2] = np.sin(pos * div)
     pe[:, 1::2] = np.cos(pos * div)[:, : dim // 2]
     return pe.astype(np.float32)
-
-
-def _dropout(x: jnp.ndarray, rate: float, key: jax.Array | None) -> jnp.ndarray:
-    if key is None or rate <= 0.0:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
 
 
 def _keys(key: jax.Array | None, n: int) -> list:
@@ -171,9 +165,9 @@ class EncoderLayer(nnx.Module):
 
     def __call__(self, x, valid, key=None):
         k = _keys(key, 3)
-        x = self.norm1(x + _dropout(self.self_attn(x, x, valid), self.rate, k[0]))
-        ff = self.linear2(_dropout(jax.nn.relu(self.linear1(x)), self.rate, k[1]))
-        return self.norm2(x + _dropout(ff, self.rate, k[2]))
+        x = self.norm1(x + dropout(self.self_attn(x, x, valid), self.rate, k[0]))
+        ff = self.linear2(dropout(jax.nn.relu(self.linear1(x)), self.rate, k[1]))
+        return self.norm2(x + dropout(ff, self.rate, k[2]))
 
 
 class MutualMaskGenerator(nnx.Module):
@@ -196,11 +190,11 @@ class MutualMaskGenerator(nnx.Module):
         k = _keys(dropout_key, 2 + len(self.layers))
         tok = token_embeds.astype(jnp.float32)
         x = tok + self.pe[...][positions] + self.type_embedding[...][types]
-        x = _dropout(self.norm(x), self.cfg.drop_prob, k[0])
+        x = dropout(self.norm(x), self.cfg.drop_prob, k[0])
         for i, layer in enumerate(self.layers):
             x = layer(x, valid, k[2 + i])
         o = jnp.tanh(self.dense(self.norm(x)))
-        o = _dropout(o, self.cfg.drop_prob, k[1])
+        o = dropout(o, self.cfg.drop_prob, k[1])
         num = jnp.sum(tok * o, -1)
         den = jnp.maximum(jnp.linalg.norm(tok, axis=-1) * jnp.linalg.norm(o, axis=-1), 1e-8)
         return num / den
@@ -231,8 +225,8 @@ class ReferenceMLP(nnx.Module):
 
     def __call__(self, x, key=None):
         k = _keys(key, 2)
-        h = self.decoder(_dropout(self.encoder(x), self.rate, k[0]))
-        return _dropout(jnp.tanh(h), self.rate, k[1])
+        h = self.decoder(dropout(self.encoder(x), self.rate, k[0]))
+        return dropout(jnp.tanh(h), self.rate, k[1])
 
 
 class PigeonModel(nnx.Module):

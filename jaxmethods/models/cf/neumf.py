@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 
 from jaxmethods.models.cf.init import Size, normal_table, torch_linear
+from jaxmethods.models.dropout import dropout
 
 HIDDEN_MULT = (2, 1)
 
@@ -66,13 +66,6 @@ def _n_layers(params: dict[str, jax.Array]) -> int:
     return 1 + sum(1 for k in params if k.startswith("mlp") and k.endswith("_kernel"))
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
-    if rate == 0.0 or key is None:
-        return x
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
 def neumf_logits(
     params: dict[str, jax.Array],
     users: jax.Array,
@@ -85,11 +78,11 @@ def neumf_logits(
     n_dropouts = 1 + _n_layers(params)  # both embedding halves, then every later layer input
     keys = iter(jax.random.split(key, n_dropouts) if key is not None else [None] * n_dropouts)
     gmf = params["user_gmf_emb"][users] * params["item_gmf_emb"][items]
-    xu = _dropout(params["user_mlp_emb"][users], dropout_rate, next(keys))
-    xi = _dropout(params["item_mlp_emb"][items], dropout_rate, next(keys))
+    xu = dropout(params["user_mlp_emb"][users], dropout_rate, next(keys))
+    xi = dropout(params["item_mlp_emb"][items], dropout_rate, next(keys))
     h = jax.nn.relu(xu @ params["mlp0_user"] + xi @ params["mlp0_item"] + params["mlp0_bias"])
     for layer in range(1, _n_layers(params)):
-        h = _dropout(h, dropout_rate, next(keys))
+        h = dropout(h, dropout_rate, next(keys))
         h = jax.nn.relu(h @ params[f"mlp{layer}_kernel"] + params[f"mlp{layer}_bias"])
     return gmf @ params["head_gmf"] + h @ params["head_mlp"] + params["head_bias"]
 
