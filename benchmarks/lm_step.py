@@ -9,9 +9,11 @@ For one decoder config and one random batch, in the same process:
   3. generation tokens/s with the KV cache, greedy and beam search (and torch `generate`).
 
     python benchmarks/lm_step.py --size tiny --out runs/bench/lm_step_tiny.json     # CPU
+    python benchmarks/lm_step.py --size 135m --torch-threads 1                         # CPU, 135M
     python benchmarks/lm_step.py --size bench --out runs/bench/lm_step_h100.json    # GPU, 1B
 
-Sizes: tiny (CI-sized), small (a few M params), bench (the Llama-3.2-1B architecture).
+Sizes: tiny (CI-sized), small (a few M params), 135m (SmolLM-135M's shape: 30 layers, d = 576,
+GQA 9/3; B = 4, T = 128), bench (the Llama-3.2-1B architecture).
 On accelerators the compute dtype is bf16 with fp32 master weights (torch: bf16 autocast).
 FLOPs: XLA's cost analysis of the compiled step when it has no loops (the default: unscanned
 layers, full logits); otherwise the analytic 6·N·tokens + attention count (PaLM, app. B).
@@ -39,6 +41,7 @@ from benchmarks.timing import (
     environment,
     memory_bytes,
     mfu,
+    parse_compiler_options,
     profile_ops,
     time_calls,
     write_json,
@@ -56,6 +59,11 @@ SIZES: dict[str, dict[str, Any]] = {
                  num_heads=4, num_kv_heads=2, head_dim=16),
     "small": dict(vocab_size=8192, hidden_size=256, intermediate_size=768, num_layers=4,
                   num_heads=8, num_kv_heads=4, head_dim=32),
+    # HuggingFaceTB/SmolLM-135M's shape (134.5 M parameters): Llama, 30 layers, d = 576,
+    # GQA 9 query / 3 KV heads of 64, tied embeddings; random init (no download).
+    "135m": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30,
+                 num_heads=9, num_kv_heads=3, head_dim=64, rope_theta=10000.0,
+                 rms_norm_eps=1e-5, tie_word_embeddings=True, max_position_embeddings=2048),
     # meta-llama/Llama-3.2-1B (1.24 B parameters, tied embeddings, llama3 RoPE scaling).
     "bench": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_layers=16,
                   num_heads=32, num_kv_heads=8, head_dim=64, rope_theta=500000.0,
@@ -67,6 +75,7 @@ SIZES: dict[str, dict[str, Any]] = {
 DEFAULTS = {  # batch, seq, steps, generation batch / prompt / new tokens
     "tiny": dict(batch=8, seq=128, steps=10, gen_batch=4, gen_prompt=32, gen_new=32),
     "small": dict(batch=8, seq=256, steps=10, gen_batch=4, gen_prompt=64, gen_new=64),
+    "135m": dict(batch=4, seq=128, steps=5, gen_batch=8, gen_prompt=32, gen_new=32),
     "bench": dict(batch=4, seq=2048, steps=20, gen_batch=8, gen_prompt=256, gen_new=128),
 }
 
@@ -135,7 +144,8 @@ def bench_jax_step(model: DecoderLM, batch_np: dict, args, mesh) -> dict[str, An
     jitted = compile_step(
         tx, mesh, s_shard, loss_fn=make_sft_loss(graphdef, args.chunk), constants_shardings=r_shard
     )
-    compiled, compile_s = compile_jitted(jitted, state, rest, batch)
+    options = parse_compiler_options(args.xla_option)
+    compiled, compile_s = compile_jitted(jitted, state, rest, batch, compiler_options=options)
     first_loss = []
 
     def call():
@@ -317,6 +327,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="torch CPU threads (0: torch's default); 1 avoids OpenMP spin-waiting on a busy host",
     )
     p.add_argument("--profile", type=int, default=0, help="profile N steps: op time by source file")
+    p.add_argument(
+        "--xla-option", action="append", default=[], metavar="NAME=VALUE",
+        help="XLA debug option for the train step's compile (repeatable), e.g. "
+        "xla_cpu_enable_fast_math=true; none is on by default (docs/performance.md)",
+    )  # fmt: skip
     p.add_argument("--out", default="runs/bench/lm_step.json")
     args = p.parse_args(argv)
     for key, value in DEFAULTS[args.size].items():

@@ -14,8 +14,15 @@ same synthetic embeddings, meta-batch and initial parameters, timed in alternati
               (it is an optional extra: run this script with a Python that has torch, e.g.
               `/work/torchenv/bin/python`).
 
+Each row also records the work of the vmapped step: the embedding rows it gathers (each
+user's distinct valid rows, `batch["rows"]`, padded to the widest user), XLA's FLOP count and
+the bytes it must move (gather read + write, the forward and the backward GEMM each read the
+gathered rows once), with the achieved GFLOP/s and GB/s. `--profile N` adds the op-time profile
+of N vmapped steps by source line (`benchmarks.timing.profile_ops`).
+
     python benchmarks/mrm_meta_step.py --out runs/bench/mrm_meta_step.json
     python benchmarks/mrm_meta_step.py --tasks 64 --dim 256 --pairs 32 64
+    python benchmarks/mrm_meta_step.py --tasks 2,16 --torch_threads 1 --profile 5
 """
 
 from __future__ import annotations
@@ -34,7 +41,14 @@ import numpy as np
 import optax
 from flax import nnx
 
-from benchmarks.timing import compile_jitted, environment, interleaved_samples, write_json
+from benchmarks.timing import (
+    compile_jitted,
+    environment,
+    interleaved_samples,
+    profile_ops,
+    write_json,
+    xla_flops,
+)
 from configs import mrm as mrm_configs
 from jaxmethods.data.synthetic_prefs import make_synthetic_corpus
 from jaxmethods.methods.mrm.config import MetaConfig, from_config_dict
@@ -139,12 +153,37 @@ def bench_setting(args: argparse.Namespace, tasks: int) -> dict[str, Any]:
             "median_s": median, "p90_s": float(np.percentile(times, 90)),
             "users_per_s": tasks / median, "samples_s": times,
         }  # fmt: skip
+    row["work"] = step_work(batch_np, args.dim, compiled, row["vmapped"]["median_s"])
+    if args.profile:
+        row["profile"] = profile_ops(vmapped_call, compiled.as_text(), iters=args.profile)
     row["speedup_vs_jax_loop"] = row["jax_loop"]["median_s"] / row["vmapped"]["median_s"]
     if "torch" in row:
         row["speedup_vs_torch"] = row["torch"]["median_s"] / row["vmapped"]["median_s"]
     else:
         row["torch"] = torch_note
     return row
+
+
+def step_work(batch: dict, dim: int, compiled: Any, seconds: float) -> dict[str, Any]:
+    """What one vmapped step must do: rows gathered, FLOPs, bytes moved, and the rates achieved.
+
+    Bytes: the gather reads and writes every gathered row (float32), and the forward GEMM
+    (φ = X W) and the backward GEMM (dWᵀ = dφᵀ X) each read X once; the table itself is not
+    read beyond those rows. FLOPs: XLA's cost analysis (no loops in this step besides the
+    one-iteration inner scan).
+    """
+    rows = int(np.asarray(batch["rows"]).size)
+    valid = int(sum(np.asarray(batch[s][2]).sum() * 2 for s in ("support", "query")))
+    moved = 4 * rows * dim * 4
+    flops = xla_flops(compiled)
+    return {
+        "rows_gathered": rows,
+        "valid_slots": valid,
+        "bytes_moved": moved,
+        "xla_flops": flops,
+        "gflops_per_s": None if flops is None else flops / seconds / 1e9,
+        "gbytes_per_s": moved / seconds / 1e9,
+    }
 
 
 def main() -> None:
@@ -163,6 +202,7 @@ def main() -> None:
         "--torch_threads", type=int, default=0,
         help="torch CPU threads (0: torch's default); 1 avoids OpenMP spin-waiting on a busy host",
     )  # fmt: skip
+    p.add_argument("--profile", type=int, default=0, help="profile N vmapped steps by source")
     p.add_argument("--out", default="runs/bench/mrm_meta_step.json")
     args = p.parse_args()
 
@@ -184,6 +224,16 @@ def main() -> None:
             f"({row['speedup_vs_jax_loop']:.1f}x), {torch_part}",
             flush=True,
         )
+        w = row["work"]
+        print(
+            f"  vmapped step: {w['rows_gathered']} rows gathered ({w['valid_slots']} valid "
+            f"slots), {w['bytes_moved'] / 1e6:.0f} MB moved -> {w['gbytes_per_s']:.1f} GB/s, "
+            f"{(w['gflops_per_s'] or 0):.2f} GFLOP/s",
+            flush=True,
+        )
+        for r in (row.get("profile") or {}).get("by_source", [])[:6]:
+            print(f"  profile {r['share'] * 100:5.1f}% {r['s'] * 1e3:8.2f} ms "
+                  f"{'bwd' if r['backward'] else 'fwd'} {r['source']}")  # fmt: skip
     result = {
         "benchmark": "mrm_meta_step",
         "config": vars(args),

@@ -53,14 +53,38 @@ def device_peak_flops(device: jax.Device | None = None) -> float | None:
     return None
 
 
-def compile_jitted(fn: Any, *args: Any) -> tuple[Any, float]:
+def compile_jitted(
+    fn: Any, *args: Any, compiler_options: dict[str, Any] | None = None
+) -> tuple[Any, float]:
     """AOT-compiles a jitted function for `args`: (executable, seconds spent lowering+compiling).
 
-    The executable is called with the same `args` (no static arguments).
+    The executable is called with the same `args` (no static arguments). `compiler_options`
+    are XLA debug options for this compile only (e.g. {"xla_cpu_enable_fast_math": True}), so
+    variants can be compared in one process; an unknown option is an error from XLA.
     """
     start = time.perf_counter()
-    compiled = fn.lower(*args).compile()
+    compiled = fn.lower(*args).compile(compiler_options=compiler_options or None)
     return compiled, time.perf_counter() - start
+
+
+def parse_compiler_options(specs: Sequence[str]) -> dict[str, Any]:
+    """`["xla_cpu_enable_fast_math=true", "xla_cpu_prefer_vector_width=512"]` -> typed dict
+    (true/false -> bool, integers -> int, anything else stays a string)."""
+    out: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key:
+            raise ValueError(f"compiler option {spec!r}: expected name=value")
+        low = value.lower()
+        out[key] = low == "true" if low in ("true", "false") else _int_or_str(value)
+    return out
+
+
+def _int_or_str(value: str) -> int | str:
+    try:
+        return int(value)
+    except ValueError:
+        return value
 
 
 def time_calls(call: Callable[[], Any], *, warmup: int = 2, iters: int = 10) -> dict[str, Any]:

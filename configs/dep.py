@@ -2,9 +2,10 @@
 
 Variants (`--config configs/dep.py:VARIANT[,key=value,...]`):
   tiny    CI: synthetic users, a tiny decoder and a tiny encoder trained in the run, few steps.
-  demo    synthetic users with distinct styles; the tiny decoder is pre-trained and the
-          embeddings fitted in the run, then non-personalized / history-only / DEP are trained
-          and compared on the test users (CPU, a few minutes).
+  demo    synthetic users with distinct styles whose history mixes their word with their
+          favourite items' tone (the peers' reviews cancel it); the tiny encoder and decoder
+          are trained in the run, then non-personalized / history-only / DEP are trained and
+          compared on the test users (CPU, about 4 minutes).
   books / movies / cds
           the authors' settings on one DPL-main category: Qwen2.5-7B-Instruct frozen in bf16,
           bge-m3 embeddings, AdamW lr 1e-5 wd 0.025, 1 % warmup + linear decay, clip 1.0,
@@ -63,15 +64,17 @@ def get_config(arg: str | None = None):
         c.loop.checkpoint_every, c.loop.log_every, c.loop.progress = 0, 1, False
     elif variant in ("demo", "bench"):
         _tiny_common(c, hidden=64, layers=2, vocab=1000, embed=32, code=32)
-        c.data.num_users, c.data.num_items, c.data.reviews_per_user = 96, 36, 20
+        c.data.num_users, c.data.num_items, c.data.reviews_per_user = 96, 112, 20
+        c.data.world = "favourite"  # history alone cannot tell a user's word from their tone
         c.data.max_length, c.data.total_length, c.data.num_val = 160, 192, 16
         c.model.max_position_embeddings = 256
         c.data.prompt_history = "placeholders"  # style reaches the LLM only via the soft tokens
         c.data.system_prompt = False
         c.embed.pooling = "mean"
-        c.pretrain.enabled, c.pretrain.steps, c.pretrain.lr = True, 600, 1e-2
-        c.pretrain.users, c.pretrain.mask_arms, c.pretrain.all_labels = 144, True, False
-        c.pretrain.share_train, c.pretrain.keep_adapter = True, True
+        c.embed.train_steps = 160
+        c.pretrain.enabled, c.pretrain.steps, c.pretrain.lr = True, 1000, 3e-3
+        c.pretrain.users, c.pretrain.mask_arms, c.pretrain.all_labels = 480, True, False
+        c.pretrain.share_train, c.pretrain.keep_adapter = False, True
         c.generate.max_new_tokens = 28
         c.epochs, c.batch_size, c.eval_batch_size = 3, 16, 16
         c.optim.lr = 3e-3

@@ -33,13 +33,15 @@ RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "summary.json")
 
 # A key is run-shape when one of the words of its dotted path (split at "." and "_") is one of
 # these: changing it on resume makes the checkpoint, the data order or the step count mean
-# something else. Keys under `eval.` / `decode.` and frequency keys (`*every*`) never are.
+# something else. Keys under `eval.` / `decode.`, frequency keys (`*every*`) and inputs read
+# only for scoring (`*decoded*`, e.g. DRC's `data.decoded_dir` of externally decoded images)
+# never are.
 RUN_SHAPE_WORDS = frozenset(
     {"method", "model", "backbone", "lora", "data", "seed", "mesh", "batch", "accum"}
     | {"epochs", "steps", "variants", "unlearn"}
 )
 NEVER_RUN_SHAPE_SECTIONS = ("eval", "decode")
-NEVER_RUN_SHAPE_WORDS = frozenset({"every"})
+NEVER_RUN_SHAPE_WORDS = frozenset({"every", "decoded"})
 
 
 class WorkdirLockedError(RuntimeError):
@@ -215,7 +217,8 @@ def is_run_shape(key: str) -> bool:
     True when a word of the path (split at `.` and `_`) is in `RUN_SHAPE_WORDS`, e.g.
     `model.hidden_size`, `data.path`, `seed`, `optim.micro_batch_size`, `optim.grad_accum`,
     `epochs`, `mesh.data`; False under `eval.`/`decode.` and for `*every*` keys, e.g.
-    `eval.every_epochs`, `checkpoint_every`, and for the rest, e.g. `optim.lr`, `progress`.
+    `eval.every_epochs`, `checkpoint_every`, `data.decoded_dir`, and for the rest, e.g.
+    `optim.lr`, `progress`.
     """
     parts = key.split(".")
     if parts[0] in NEVER_RUN_SHAPE_SECTIONS:

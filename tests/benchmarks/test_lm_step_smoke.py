@@ -51,6 +51,19 @@ def test_compile_timing_and_xla_flops(timing):
     assert stats["min_s"] <= stats["median_s"] <= stats["p90_s"]
 
 
+def test_compiler_options_are_parsed_typed_and_reach_xla(timing):
+    parsed = timing.parse_compiler_options(
+        ["xla_cpu_enable_fast_math=false", "xla_cpu_prefer_vector_width=256", "a=b"]
+    )
+    assert parsed == {"xla_cpu_enable_fast_math": False, "xla_cpu_prefer_vector_width": 256,
+                      "a": "b"}  # fmt: skip
+    with pytest.raises(ValueError, match="name=value"):
+        timing.parse_compiler_options(["xla_cpu_enable_fast_math"])
+    a = jnp.ones((4, 4))
+    with pytest.raises(Exception, match="xla_cpu_no_such_option"):  # XLA saw the options
+        timing.compile_jitted(jax.jit(jnp.sin), a, compiler_options={"xla_cpu_no_such_option": 1})
+
+
 TINY_ARGS = ["--size", "tiny", "--batch", "4", "--seq", "16", "--steps", "2", "--warmup", "1",
              "--gen-batch", "2", "--gen-prompt", "6", "--gen-new", "3", "--gen-iters", "1",
              "--beams", "2"]  # fmt: skip

@@ -55,6 +55,8 @@ def test_bad_configs_name_the_field():
         from_config_dict(get_config("tiny,embed.pooling=max"))
     with pytest.raises(ConfigError, match=r"config\.embed\.folder"):
         from_config_dict(get_config("books,embed.source=files,emb="))
+    with pytest.raises(ConfigError, match=r"config\.data\.world"):
+        from_config_dict(get_config("demo,data.world=flat"))
 
 
 def test_arm_inputs():
@@ -245,3 +247,38 @@ def test_pretraining_users_stay_out_of_val_and_test(tmp_path, share):
     train = {s.user_id for s in splits["train"].samples}
     assert (train >= corpus) if share else not (train & corpus)
     assert len(train - corpus) == cfg.data.num_users
+
+
+def test_synthetic_favourite_world_hides_the_word_from_history():
+    """World "favourite": a user's catalogue reviews all pair their word W with their favourite
+    tone F (alphabetical order, so no position tells them apart); the three newest reviews are
+    new releases (no earlier reviewer, so no peers) whose tone is neither F nor W."""
+    from collections import Counter
+
+    from jaxmethods.methods.dep.synthetic import STYLE_WORDS, TOPICS, synthetic_dpl
+
+    main, meta = synthetic_dpl(num_users=40, num_items=112, reviews_per_user=20, world="favourite")
+    tone = {m["asin"]: next(w for w in STYLE_WORDS if f"A {w} tale" in m["description"])
+            for m in meta}  # fmt: skip
+    early, words = set(), set()
+    for r in main["test"]:
+        revs = [*r["profile"], r["data"]]
+        pairs = [tuple(v["text"].split(" is ")[1].split(".")[0].split(" and ")) for v in revs]
+        assert all(a < b and tone[v["asin"]] in (a, b) for (a, b), v in zip(pairs[:-3], revs))
+        assert all(a == tone[v["asin"]] for (a, _), v in zip(pairs[-3:], revs[-3:]))  # tone 1st
+        mine = {a if b == tone[v["asin"]] else b for (a, b), v in zip(pairs, revs)}
+        assert len(mine) == 1  # one word per user
+        (w,) = mine
+        favs = {tone[v["asin"]] for v in revs[:-3]}
+        assert len(favs) == 1 and w not in favs and len(set(pairs[:-3])) == 1
+        assert all(tone[v["asin"]] not in favs | mine for v in revs[-3:])
+        early |= {v["asin"] for v in revs[:-3]}
+        words.add(w)
+    assert words == set(STYLE_WORDS)
+    newest = {v["asin"] for r in main["test"] for v in (*r["profile"][-2:], r["data"])}
+    assert not newest & early  # new releases have no earlier reviewer: no peers
+    per_tone = Counter((m["description"].split()[1], m["description"].split()[-4])
+                       for m in meta[:96])  # fmt: skip
+    assert set(per_tone.values()) == {2} and len(per_tone) == 4 * len(TOPICS)  # topic: no tone
+    with pytest.raises(ValueError, match="= 84, got 60"):
+        synthetic_dpl(num_users=2, num_items=60, reviews_per_user=20, world="favourite")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxmethods.methods.drc.data import (
+    Sample,
     fit_image,
     item_metadata,
     load_image,
@@ -17,6 +18,7 @@ from jaxmethods.methods.drc.data import (
     sliding_windows,
     split_samples,
 )
+from jaxmethods.methods.drc.item_codes import check_item_codes, load_codes
 from jaxmethods.methods.drc.triplets import build_triplets, mining_keys
 
 EMOS = ("Happiness", "Sadness", "Anger")
@@ -90,16 +92,23 @@ def test_sticker_split_files_and_errors(tmp_path):
         load_pigeon(folder, "sticker")
 
 
-def test_movie_format(tmp_path):
-    folder = str(tmp_path)
+def _movie_folder(tmp_path, *, num_users: int = 2, per_user: int = 7):
+    """Users 7, 8, ... with `per_user` posters each (genre 0), no split files, no image paths."""
+    folder, n = str(tmp_path), num_users * per_user
     genres = ("Action|Drama", "Comedy", "Drama|Crime")
     movies = {i: {"title": f"Film {i} (199{i % 10})", "genres": genres[i % 3], "intro": "x"}
-              for i in range(14)}  # fmt: skip
+              for i in range(n)}  # fmt: skip
     _save(folder, "mapped_movies.npy", movies)
     np.save(
-        os.path.join(folder, "movie_semantics.npy"), np.array([f"poster {i}" for i in range(14)])
+        os.path.join(folder, "movie_semantics.npy"), np.array([f"poster {i}" for i in range(n)])
     )
-    _save(folder, "user_seq_dict.npy", {7: {0: list(range(7))}, 8: {0: list(range(7, 14))}})
+    seqs = {7 + u: {0: list(range(u * per_user, (u + 1) * per_user))} for u in range(num_users)}
+    _save(folder, "user_seq_dict.npy", seqs)
+    return folder
+
+
+def test_movie_format(tmp_path):
+    folder = _movie_folder(tmp_path)
     data = load_pigeon(folder, "movie")
     assert sum(len(v) for v in data.splits.values()) == 4 and data.image_paths is None
     s = data.splits["train"][0]
@@ -131,3 +140,31 @@ def test_image_size_and_channels(tmp_path):
     np.testing.assert_array_equal(fit_image(ok, 32, on_mismatch="reject"), ok)
     with pytest.raises(ValueError, match="is not an image"):
         fit_image(np.zeros((32, 32, 5)), 32)
+
+
+def test_codes_file_formats(tmp_path):
+    codes = np.arange(24).reshape(6, 4) % 5
+    np.save(tmp_path / "c.npy", codes)
+    ic = load_codes(str(tmp_path / "c.npy"))
+    np.testing.assert_array_equal(ic.codes, codes)
+    assert ic.features is None and ic.augmented is None
+    feats, aug = np.ones((5, 3), np.float32), codes[:, None].repeat(2, 1)
+    np.savez(tmp_path / "c.npz", codes=codes, codebook=feats, aug_codes=aug)
+    ic = load_codes(str(tmp_path / "c.npz"))
+    assert ic.features.shape == (5, 3) and ic.augmented.shape == (6, 2, 4)
+    window = {"train": [Sample("u", "g", (0, 1, 2, 3, 4), 5)]}
+    check_item_codes(ic, window, 5)
+    with pytest.raises(ValueError, match=r"c\.npz: 'codebook' has 5 rows, the codebook 6"):
+        check_item_codes(ic, window, 6)
+    ic.augmented[2, 1, 0] = 7
+    msg = r"item 2 \(in train window 0 \(user 'u', genre 'g'\)\): aug_codes ids \[7\]"
+    with pytest.raises(ValueError, match=msg):
+        check_item_codes(ic, window, 5)
+    np.save(tmp_path / "r.npy", np.array([[1, 2], [3]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"r\.npy: holds Python objects \(ragged rows\?\)"):
+        load_codes(str(tmp_path / "r.npy"))
+    np.savez(tmp_path / "f.npz", codes=codes.astype(np.float32))
+    with pytest.raises(ValueError, match=r"f\.npz: 'codes' must be \[num_items, N\] integers"):
+        load_codes(str(tmp_path / "f.npz"))
+    with pytest.raises(FileNotFoundError, match=r"x\.npy: missing"):
+        load_codes(str(tmp_path / "x.npy"))

@@ -92,3 +92,43 @@ def test_world_data_windows_and_references():
     targets = wd.users.items.take(np.asarray([s.target for s in test]))
     np.testing.assert_array_equal(wd.references.shape, targets.shape)
     assert np.all(wd.references.style != wd.users.style[[s.uid for s in test]])
+
+
+@pytest.mark.parametrize("shape", range(4))
+def test_notch_motifs_are_the_cell_less_one_quadrant(shape):
+    """motifs="notch": every shape cell is foreground but for quadrant `shape` (tl, tr, bl, br),
+    which shows the background; other cells are all background."""
+    world = WorldConfig(noise=0.0, motifs="notch")
+    img = render(world, Items(np.array([shape]), np.array([0]), np.array([0])))[0]
+    fg = np.asarray(PALETTES[0][0]) * 2 - 1
+    is_fg = np.all(np.abs(img - fg) < 1e-5, -1).reshape(4, 8, 4, 8).transpose(0, 2, 1, 3)
+    dy, dx = divmod(shape, 2)
+    want = np.ones((8, 8), bool)
+    want[4 * dy : 4 * dy + 4, 4 * dx : 4 * dx + 4] = False
+    for r, row in enumerate(LAYOUTS["ring"]):  # pose 0: the ring at offset (0, 0)
+        for c, ch in enumerate(row):
+            np.testing.assert_array_equal(is_fg[r, c], want if ch == "X" else np.zeros((8, 8)))
+    with pytest.raises(ValueError, match=r"WorldConfig\.motifs"):
+        WorldConfig(motifs="stars")
+
+
+def test_restyle_keeps_semantics_and_changes_style():
+    """restyle: picked rows are their item's shape and pose in another style (rendered here
+    item by item), the other rows are untouched."""
+    from jaxmethods.methods.drc.synthetic import restyle
+
+    world = WorldConfig(noise=0.0, motifs="notch")
+    items = Items(np.arange(8) % 4, np.arange(8) * 2, np.arange(8) % 8)
+    x = render(world, items)
+    y = restyle(world, items, x, 0.5, np.random.default_rng(0))
+    moved = np.abs(y - x).reshape(8, -1).max(1) > 0
+    assert 0 < moved.sum() < 8
+    np.testing.assert_array_equal(y[~moved], x[~moved])
+    for i in np.flatnonzero(moved):
+        one = slice(i, i + 1)
+        styles = [
+            s for s in range(8)
+            if np.array_equal(render(world, Items(items.shape[one], items.pose[one],
+                                                  np.array([s])))[0], y[i])
+        ]  # fmt: skip
+        assert len(styles) == 1 and styles[0] != items.style[i]

@@ -11,6 +11,7 @@ from cf_reference import np_lightgcn, np_recbole_ssl
 
 from jaxmethods.losses import bpr_loss
 from jaxmethods.models.cf import (
+    bpr_scores,
     build_graph,
     contrastive_loss,
     init_embeddings,
@@ -212,3 +213,17 @@ def test_sgl_contrastive_loss_matches_recbole_formula():
     (u1, i1), (u2, i2) = subs
     want = np_recbole_ssl(u1, u2, np.asarray(bu), 0.5) + np_recbole_ssl(i1, i2, np.asarray(bi), 0.5)
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_pair_and_bpr_scores_are_dot_products():
+    rng = np.random.default_rng(4)
+    u_tab, i_tab = rng.normal(size=(N_USERS, 5)), rng.normal(size=(N_ITEMS, 5))
+    users, pos, neg = (rng.integers(0, n, 6) for n in (N_USERS, N_ITEMS, N_ITEMS))
+    fn = jax.jit(
+        lambda u, i: (*bpr_scores(u, i, users, pos, neg), pair_scores(u, i, users, neg)),
+        compiler_options=FAST_COMPILE,
+    )
+    s_pos, s_neg, s_pair = fn(jnp.asarray(u_tab), jnp.asarray(i_tab))
+    np.testing.assert_allclose(s_pos, np.sum(u_tab[users] * i_tab[pos], 1), rtol=1e-5)
+    np.testing.assert_allclose(s_neg, np.sum(u_tab[users] * i_tab[neg], 1), rtol=1e-5)
+    np.testing.assert_allclose(s_pair, s_neg, rtol=1e-6)

@@ -156,6 +156,8 @@ def _convert(module, variant):
     for section in ("data", "user_weights"):
         fields = config.get(section) or {}
         for key in list(fields.keys()):
+            if key == "decoded_dir":  # optional input of DRC's real-data run, never required
+                continue
             if (key in ("path", "root") or key.endswith(("_file", "_dir"))) and fields[key] == "":
                 fields[key] = "/not/read/at/config/load"
     method = importlib.import_module(f"jaxmethods.methods.{config.method}.config")

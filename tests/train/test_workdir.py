@@ -99,7 +99,7 @@ def test_run_shape_rule():
     for key in shape:
         assert is_run_shape(key), key
     other = ["optim.lr", "progress", "name", "log_every", "checkpoint_every", "eval.batch_size"]
-    other += ["eval.every_epochs", "decode.num_beams", "keep_checkpoints"]
+    other += ["eval.every_epochs", "decode.num_beams", "keep_checkpoints", "data.decoded_dir"]
     for key in other:
         assert not is_run_shape(key), key
 

@@ -27,6 +27,7 @@ from jaxmethods.losses.cf import (
 from jaxmethods.methods.cf_scaling.config import ModelHParams
 from jaxmethods.models.cf import (
     BipartiteGraph,
+    bpr_scores,
     contrastive_loss,
     init_embeddings,
     init_lightgcn,
@@ -35,7 +36,6 @@ from jaxmethods.models.cf import (
     neumf_hidden_width,
     neumf_logits,
     neumf_scorer,
-    pair_scores,
     sample_views,
     score_all_items,
 )
@@ -83,8 +83,7 @@ def _mf_def(name: str, hp: ModelHParams, steps_per_epoch: int) -> ModelDef:
     def loss(params, ctx, batch, rng):
         del ctx, rng
         u_tab, i_tab = params["user_emb"], params["item_emb"]
-        pos = pair_scores(u_tab, i_tab, batch["user"], batch["pos"])
-        neg = pair_scores(u_tab, i_tab, batch["user"], batch["neg"])
+        pos, neg = bpr_scores(u_tab, i_tab, batch["user"], batch["pos"], batch["neg"])
         metrics = {}
         if name == "bpr_drop":
             rate = drop_rate_schedule(batch["step"], max_rate=hp.drop_max, ramp_steps=ramp_steps)
@@ -150,8 +149,7 @@ def _graph_def(name: str, hp: ModelHParams, edge_chunk: int) -> ModelDef:
         graph, mask = ctx["graph"], batch["mask"]
         users, pos_items, neg_items = batch["user"], batch["pos"], batch["neg"]
         u_rep, i_rep = lightgcn_representations(params, graph, hp.n_layers, **chunk)
-        pos = pair_scores(u_rep, i_rep, users, pos_items)
-        neg = pair_scores(u_rep, i_rep, users, neg_items)
+        pos, neg = bpr_scores(u_rep, i_rep, users, pos_items, neg_items)
         main = bpr_loss(pos, neg, mask=mask, reduction="sum" if is_sgl else "mean")
         reg = embedding_l2_reg(
             params["user_emb"][users],

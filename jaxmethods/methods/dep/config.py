@@ -13,6 +13,7 @@ from typing import Any
 
 from jaxmethods.methods.dep.dataset import PROMPT_HISTORY
 from jaxmethods.methods.dep.model import DEPAdapterConfig
+from jaxmethods.methods.dep.synthetic import WORLDS
 from jaxmethods.models.backbone import BackboneConfig
 from jaxmethods.train.config import ConfigError, to_dataclass
 from jaxmethods.train.optim import OptimConfig
@@ -33,7 +34,8 @@ class DataConfig:
     items and ratings listed) or "placeholders" (only the soft-token placeholders), so a user's
     style reaches the LLM only through the soft tokens (the demo). system_prompt: the authors'
     instruction as the system turn (False: Qwen's default one, shorter). num_users / num_items /
-    reviews_per_user / synthetic_seed: `synthetic_dpl`."""
+    reviews_per_user / synthetic_seed / world: `synthetic_dpl` ("mixed", or "favourite": the
+    demo's world, where history alone cannot tell a user's word from their favourite tone)."""
 
     source: str = "synthetic"
     meta: str = "SnowCharmQ/DPL-meta"
@@ -52,6 +54,7 @@ class DataConfig:
     num_items: int = 36
     reviews_per_user: int = 20
     synthetic_seed: int = 0
+    world: str = "mixed"
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,8 @@ def from_config_dict(config: Any) -> DEPConfig:
             f"config.data.prompt_history: {cfg.data.prompt_history!r} is not one of "
             f"{PROMPT_HISTORY}"
         )
+    if cfg.data.world not in WORLDS:
+        raise ConfigError(f"config.data.world: {cfg.data.world!r} is not one of {WORLDS}")
     if cfg.pretrain.users and cfg.data.source != "synthetic":
         raise ConfigError("config.pretrain.users: extra pre-training users need synthetic data")
     if cfg.embed.pooling not in ("cls", "mean"):

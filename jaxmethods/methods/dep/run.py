@@ -68,7 +68,7 @@ def load_data(cfg: DEPConfig, workdir: str):
         from jaxmethods.methods.dep.synthetic import synthetic_dpl
 
         main_rows, meta_rows = synthetic_dpl(
-            d.num_users + extra, d.num_items, d.reviews_per_user, seed=d.synthetic_seed
+            d.num_users + extra, d.num_items, d.reviews_per_user, d.synthetic_seed, d.world
         )
         main, meta = dep_data.write_local(
             main_rows, meta_rows, os.path.join(workdir, "data"), d.categories[0]

@@ -12,6 +12,7 @@ reconstructions otherwise (`docs/drc.md`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,11 @@ class DataConfig:
     synthetic users (seq_len - 5 windows each). split_mode: `data.split_samples` ("random" over
     all samples, or "chronological" per user). max_test: test episodes scored (-1 = all).
     image_size / on_mismatch: images of another size or channel count are resized
-    ("resize") or rejected ("reject"). noise: the synthetic pixel noise."""
+    ("resize") or rejected ("reject"); on Pigeon's data, image_size is the side every image is
+    resized to for the pixel metrics (Pigeon: 512). noise: the synthetic pixel noise.
+    decoded_dir: (source pigeon) the PNGs that LaVIT's external pixel decoder made of the run's
+    generations, `<decoded_dir>/<row>/<i>.png` for line i of `<workdir>/generations/index.jsonl`
+    ("" = `<workdir>/decoded`); when complete they are scored with Pigeon's metric set."""
 
     source: str = "synthetic"
     path: str = ""
@@ -46,6 +51,8 @@ class DataConfig:
     image_size: int = 32
     on_mismatch: str = "resize"
     noise: float = 0.02
+    motifs: str = "bold"
+    decoded_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,9 @@ class PigeonSection:
 class DRCSection:
     """DRC: towers, fusion, the loss composition (`model.DRCConfig`), stage 1 on triplets mined
     by `triplet_rule` with the importance `sampler`, stage 2 with `augment`ed references
-    (`num_augment` copies per training sample, drawn once)."""
+    (`num_augment` copies per training sample, drawn once). restyle: the fraction of those
+    copies replaced by a style transfer, the target's semantics re-rendered in another style of
+    the synthetic world (the stand-in of the optional style-transfer augmentation; 0 = off)."""
 
     tower: TowerConfig = field(default_factory=TowerConfig)
     fusion: FusionConfig = field(default_factory=lambda: FusionConfig(num_latents=16))
@@ -130,6 +139,7 @@ class DRCSection:
     stage2_batch_size: int = 16
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     num_augment: int = 2
+    restyle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,14 @@ def from_config_dict(config: Any) -> DRCRunConfig:
         raise ConfigError(f"config.data.source: {d.source!r} is not synthetic or pigeon")
     if d.source == "pigeon" and not (d.path and d.codes_file):
         raise ConfigError("config.data.path / config.data.codes_file: required for source pigeon")
+    if d.decoded_dir and d.source != "pigeon":
+        raise ConfigError("config.data.decoded_dir: only for source pigeon (decoded generations)")
+    if d.decoded_dir and os.path.exists(d.decoded_dir) and not os.path.isdir(d.decoded_dir):
+        raise ConfigError(f"config.data.decoded_dir: {d.decoded_dir!r} is not a folder")
+    if d.motifs not in ("bold", "notch"):
+        raise ConfigError(f"config.data.motifs: {d.motifs!r} is not bold or notch")
+    if not 0.0 <= cfg.drc.restyle <= 1.0:
+        raise ConfigError(f"config.drc.restyle: {cfg.drc.restyle} is not in [0, 1]")
     if d.scenario not in ("sticker", "movie"):
         raise ConfigError(f"config.data.scenario: {d.scenario!r} is not sticker or movie")
     if d.on_mismatch not in ("resize", "reject"):

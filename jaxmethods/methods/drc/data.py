@@ -13,6 +13,9 @@ then the samples split 8:1:1 (Pigeon's README; its preprocessing script is not p
 split order is a choice: "random" over all samples with a seed, or "chronological" per user).
 Errors name the file, user, genre and row. `vq_tokenizer` / `vq_codec`: the run's VQ tokenizer
 (trained once and cached in the workdir) and images <-> visual codes.
+
+Real data's visual-token ids per item (written by LaVIT's external tokenizer) are read and
+checked in `item_codes.py`.
 """
 
 from __future__ import annotations

@@ -67,9 +67,9 @@ def build_lm(cfg: DRCRunConfig, vocab: VisualVocab) -> DecoderLM:
     c = cfg.lm
     if c.source != "tiny":
         raise ConfigError(
-            f"config.lm.source: {c.source!r}: the LaVIT-7B-v2 LLM loads with "
-            "`image_lm.load_lavit_llm`, but its visual tokenizer is external, so runs on it "
-            "need data.source = 'pigeon' with precomputed codes (not wired into run.py yet)"
+            f"config.lm.source: {c.source!r}: the LaVIT-7B-v2 LLM runs on Pigeon's data only "
+            "(data.source = 'pigeon', real_run.py), whose visual-token ids come from LaVIT's "
+            "external tokenizer"
         )
     dcfg = visual_lm_config(
         vocab, hidden_size=c.hidden_size, intermediate_size=c.intermediate_size,
@@ -272,11 +272,10 @@ def drc_stage1(cfg, graphdef, params, frozen, mcfg, data, mesh, workdir) -> tupl
 # ---- run -------------------------------------------------------------------------------------
 def run(config, workdir: str) -> dict:
     cfg = from_config_dict(config)
-    if cfg.data.source != "synthetic":
-        raise ConfigError(
-            "config.data.source: only 'synthetic' is wired into run.py; Pigeon's folders load "
-            "with `jaxmethods.methods.drc.data.load_pigeon` (see docs/drc.md)"
-        )
+    if cfg.data.source == "pigeon":
+        from jaxmethods.methods.drc.real_run import run_real  # real_run imports this module
+
+        return run_real(cfg, workdir)
     os.makedirs(workdir, exist_ok=True)
     mesh = make_mesh(cfg.mesh)
     inp = run_inputs(cfg, workdir)

@@ -2,14 +2,15 @@
 
 An image is a 4x4 grid of 8x8-pixel cells (one visual token per cell for a VQ tokenizer with 3
 stride-2 stages). Semantics = shape class and pose: a few cells (a glyph: ring, plus, tee or ell
-layout, at one of 4 offsets = 16 poses) each hold the same small shape (circle, square, triangle,
-cross), the class. Style = palette (foreground and background colour) and texture (plain or
-horizontally striped background), `style = palette * num_textures + texture`. The class is
-visible in every shape cell, so a bag of visual tokens carries it (as LaVIT's token features carry
-semantics); the pose is where the cells are. The shapes are bold (they differ in many pixels), so
-a VQ with one token per cell keeps them apart. A small VQ trained for a few hundred steps
-reconstructs these images, so the demo measures guidance (style from the history, semantics
-from the reference), not the tokenizer.
+layout, at one of 4 offsets = 16 poses) each hold the same motif, the class: a small shape
+(circle, square, triangle, cross; `motifs="bold"`) or the cell less one quadrant
+(`motifs="notch"`, the demo's). Style = palette (foreground and background colour) and
+texture (plain or horizontally striped background), `style = palette * num_textures +
+texture`. The class is visible in every shape cell, so a bag of visual tokens carries it (as
+LaVIT's token features carry semantics); the pose is where the cells are. The motifs differ in
+many pixels, so a VQ with one token per cell can keep them apart (the notches best: equal
+areas, any two 32 pixels apart); how well a 300-step VQ does is the judges' ceiling of the run
+(`docs/drc.md`, "Measured").
 
 Every user prefers one style: their interaction sequence holds images in that style with random
 semantics, so a sliding window of 6 gives 5 history images that share the user's style across
@@ -32,6 +33,10 @@ from typing import Any
 import numpy as np
 
 SHAPES = ("circle", "square", "triangle", "cross")
+# "notch" motifs: the whole cell less one quadrant (top-left, top-right, bottom-left,
+# bottom-right): equal areas, pairwise 2 quadrants apart, so a one-token-per-cell VQ keeps them
+NOTCHES = ("notch_tl", "notch_tr", "notch_bl", "notch_br")
+MOTIF_SETS = {"bold": SHAPES, "notch": NOTCHES}
 LAYOUTS = {  # 3x3 cell patterns of the shape cells
     "ring": ("XXX", "X.X", "XXX"),
     "plus": (".X.", "XXX", ".X."),
@@ -59,10 +64,13 @@ class WorldConfig:
     image_size: int = 32
     noise: float = 0.02
     stripe_dim: float = 0.55
+    motifs: str = "bold"
 
     def __post_init__(self):
         if self.image_size % (2 * GRID):
             raise ValueError(f"WorldConfig.image_size: {self.image_size} is not a multiple of 8")
+        if self.motifs not in MOTIF_SETS:
+            raise ValueError(f"WorldConfig.motifs: {self.motifs!r} is not in {tuple(MOTIF_SETS)}")
 
     @property
     def num_styles(self) -> int:
@@ -104,11 +112,18 @@ def cell_mask(pose: int) -> np.ndarray:
     return out
 
 
-def motif(shape: int, cell: int) -> np.ndarray:
+def motif(shape: int, cell: int, motifs: str = "bold") -> np.ndarray:
     """[cell, cell] bool: the bold small shape drawn in one cell (shapes that differ in many
     pixels, so a one-token-per-cell VQ keeps them apart): square = the cell less a 1/8 margin,
     circle = a disc of radius cell / 4, triangle = the lower-left half, cross = a plus of
-    bars cell / 4 wide."""
+    bars cell / 4 wide. motifs "notch" (the demo's): the whole cell less quadrant `shape`
+    (top-left, top-right, bottom-left, bottom-right)."""
+    if motifs == "notch":
+        out = np.ones((cell, cell), bool)
+        h = cell // 2
+        dy, dx = divmod(shape, 2)
+        out[dy * h : (dy + 1) * h, dx * h : (dx + 1) * h] = False
+        return out
     c = (cell - 1) / 2.0
     y, x = np.mgrid[0:cell, 0:cell].astype(np.float64)
     dx, dy, m = x - c, y - c, cell / 8.0
@@ -139,7 +154,7 @@ def render(
         img = np.broadcast_to(bg, (s, s, 3)).copy()
         if TEXTURES[style % len(TEXTURES)] == "stripes":
             img[dark_rows] *= world.stripe_dim
-        mask = np.kron(cell_mask(int(pose)), motif(int(shape), cell)).astype(bool)
+        mask = np.kron(cell_mask(int(pose)), motif(int(shape), cell, world.motifs)).astype(bool)
         img[mask] = fg
         out[i] = img
     if sigma > 0:
@@ -228,6 +243,21 @@ def world_data(
     return WorldData(users=users, splits=splits, references=refs)
 
 
+def restyle(
+    world: WorldConfig, items: Items, images: np.ndarray, fraction: float,
+    rng: np.random.Generator, *, seed: int = 0,
+) -> np.ndarray:  # fmt: skip
+    """A style transfer of the world (DRC's optional stage-2 augmentation): a copy of images
+    [N, S, S, 3] (of `items`) where each row, with probability `fraction`, is replaced by its
+    item's shape and pose rendered in a style drawn uniformly from the other styles."""
+    out = np.array(images, np.float32, copy=True)
+    pick = np.flatnonzero(rng.random(len(items)) < fraction)
+    moved = reference_items(world, items.take(pick), items.style[pick], seed + 15)
+    if len(pick):
+        out[pick] = render(world, moved, seed=seed + 16)
+    return out
+
+
 def _windows(split: list, item_codes: np.ndarray) -> dict[str, np.ndarray]:
     hist = np.asarray([s.history for s in split], np.int64)
     tgt = np.asarray([s.target for s in split], np.int64)
@@ -244,7 +274,9 @@ def run_inputs(cfg: Any, workdir: str) -> dict[str, Any]:
     from jaxmethods.methods.drc.data import vq_codec, vq_tokenizer
     from jaxmethods.methods.drc.triplets import build_triplets, mining_keys
 
-    world = WorldConfig(image_size=cfg.data.image_size, noise=cfg.data.noise)
+    world = WorldConfig(
+        image_size=cfg.data.image_size, noise=cfg.data.noise, motifs=cfg.data.motifs
+    )
     wd = world_data(
         world, num_users=cfg.data.num_users, seq_len=cfg.data.seq_len,
         split_mode=cfg.data.split_mode, seed=cfg.seed,
@@ -264,7 +296,11 @@ def run_inputs(cfg: Any, workdir: str) -> dict[str, Any]:
     rng = np.random.default_rng(cfg.seed + 12)
     a = max(cfg.drc.num_augment, 1)
     tgt_images = images[np.repeat(train["target_ids"], a)]
-    aug = encode(augment(tgt_images, cfg.drc.augment, rng))
+    aug_images = augment(tgt_images, cfg.drc.augment, rng)
+    if cfg.drc.restyle > 0:
+        tgt_items = items.take(np.repeat(train["target_ids"], a))
+        aug_images = restyle(world, tgt_items, aug_images, cfg.drc.restyle, rng, seed=cfg.seed)
+    aug = encode(aug_images)
     style_key, sem_key = mining_keys(
         cfg.drc.triplet_rule, {"style": items.style, "semantic": items.shape}
     )

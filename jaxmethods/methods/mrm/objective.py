@@ -6,11 +6,18 @@ adaptation feeds RPO over the meta-batch; the outer step updates W and θ_w.
 
 Efficiency: W is fixed inside the inner loop, so the base rewards φ(x) of every support/query
 response are computed once per step ([T, P, K]) and the inner loop only touches K numbers per
-pair. Users run in parallel (`vmap`); inner steps under `lax.scan`.
+pair. Users run in parallel (`vmap`); inner steps under `lax.scan`. The embedding table stays
+resident and is gathered once per meta-batch: only each user's distinct valid rows
+(`batch["rows"]` from `MetaTaskIterator`, [T, R]) when the batch has them, else every
+support/query slot in one gather. The D-wide first layer goes through `wide_matmul`, whose
+kernel gradient is a [K, R] x [R, D] GEMM: reverse mode's own dW = Xᵀ dφ, a dot with a
+[D, K] output, runs on XLA:CPU as a strided loop 10-25x slower (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +53,90 @@ def base_rewards(graphdef: nnx.GraphDef, params: dict, x: jax.Array) -> jax.Arra
     return nnx.merge(graphdef, params["theta_w"], params["base"]).base_rewards(x)
 
 
+@jax.custom_jvp
+def wide_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
+    """x [..., D] @ w [D, K] for K << D, with a gradient dw that XLA:CPU runs as a GEMM.
+
+    The value is the plain product. Reverse mode would give dw = xᵀ dy, a dot with a [D, K]
+    output that XLA:CPU runs as a loop walking x with a stride of D (~250 ms for x [1792, 4096],
+    K = 2). The JVP here writes the tangent as (dwᵀ xᵀ)ᵀ with an optimization barrier on dwᵀ,
+    so its transpose is dyᵀ x, a [K, R] x [R, D] GEMM with a [K, D] output (~10 ms), and only
+    the small [K, D] result is transposed. Forward mode (`jax.jacfwd`) works as usual.
+    """
+    return x @ w
+
+
+@functools.partial(wide_matmul.defjvp, symbolic_zeros=True)
+def _wide_matmul_jvp(primals, tangents):
+    x, w = primals
+    dx, dw = tangents
+    y = x @ w
+    dy = jnp.zeros_like(y)
+    if not isinstance(dw, jax.custom_derivatives.SymbolicZero):
+        dw_t = jax.lax.optimization_barrier(dw.T)  # [K, D]
+        dy = dy + jnp.moveaxis(jnp.tensordot(dw_t, x, axes=((1,), (x.ndim - 1,))), 0, -1)
+    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
+        dy = dy + dx @ w
+    return y, dy
+
+
+def gathered_base_rewards(
+    graphdef: nnx.GraphDef, params: dict, embeddings: jax.Array, rows: jax.Array
+) -> jax.Array:
+    """φ(embeddings[rows]) [..., K] for row indices `rows` [...]; embeddings [N, D].
+
+    `PersonalizedReward.base_rewards` (scale, then the stacked bias-free or biased linears),
+    with the D-wide first layer through `wide_matmul`, whose gradient w.r.t. the [D, K] kernel
+    is a GEMM on XLA:CPU rather than a strided loop. Same sums up to float rounding.
+    """
+    model = nnx.merge(graphdef, params["theta_w"], params["base"])
+    first, *rest = model.layers
+    h = embeddings[rows].astype(jnp.float32) * model.scale
+    h = wide_matmul(h, first.kernel[...])
+    if first.bias is not None:
+        h = h + first.bias[...]
+    for layer in rest:
+        h = layer(h)
+    return h
+
+
+def split_base_rewards(
+    graphdef: nnx.GraphDef, params: dict, batch: dict, embeddings: jax.Array
+) -> tuple[dict, jax.Array]:
+    """φ of every support/query response from one gather per meta-batch.
+
+    Args:
+      batch: `support`/`query` = (chosen [T, P], rejected [T, P], mask [T, P]) embedding rows;
+        optional `rows` [T, R]: each user's distinct rows, sorted ascending (padding repeats the
+        last), covering every valid support/query slot (`MetaTaskIterator` writes it).
+      embeddings: [N, D].
+    Returns:
+      ({"support": (φ_c [T, P, K], φ_r, mask), "query": ...}, missing [T] bool): `missing`
+      marks users with a valid slot whose row is not in `rows` (never with the iterator's
+      batches; the caller turns their losses into NaN rather than train on wrong rewards).
+    """
+    splits = ("support", "query")
+    slots = [batch[s][i] for s in splits for i in (0, 1)]  # 4 x [T, P]
+    masks = [batch[s][2] for s in splits for _ in (0, 1)]
+    if "rows" not in batch:
+        sizes = [a.shape[-1] for a in slots]
+        phi = gathered_base_rewards(graphdef, params, embeddings, jnp.concatenate(slots, -1))
+        parts = jnp.split(phi, list(itertools.accumulate(sizes))[:-1], axis=-2)
+        missing = jnp.zeros(slots[0].shape[:-1], bool)
+    else:
+        rows = batch["rows"]
+        phi = gathered_base_rewards(graphdef, params, embeddings, rows)  # [T, R, K]
+        parts, missing = [], jnp.zeros(rows.shape[:-1], bool)
+        for slot, mask in zip(slots, masks):
+            find = lambda a, v: jnp.searchsorted(a, v, method="compare_all")  # no while loop
+            pos = jnp.minimum(jax.vmap(find)(rows, slot), rows.shape[-1] - 1)
+            found = jnp.take_along_axis(rows, pos, axis=-1) == slot
+            missing = missing | jnp.any(mask & ~found, axis=-1)
+            parts.append(jnp.take_along_axis(phi, pos[..., None], axis=-2))
+    tasks = {s: (parts[2 * i], parts[2 * i + 1], masks[2 * i]) for i, s in enumerate(splits)}
+    return tasks, missing
+
+
 def adapted_query_losses(
     graphdef: nnx.GraphDef,
     meta: MetaConfig,
@@ -58,17 +149,16 @@ def adapted_query_losses(
     """[T] query BT losses after each user's inner adaptation of θ_w on its support pairs.
 
     Args:
-      batch: `support`/`query` = (chosen [T, P], rejected [T, P], mask [T, P]) embedding rows.
+      batch: `support`/`query` = (chosen [T, P], rejected [T, P], mask [T, P]) embedding rows,
+        optionally `rows` [T, R] (see `split_base_rewards`).
       embeddings: [N, D] the frozen response embeddings.
+    Returns:
+      [T] losses; NaN for a user whose valid slots point at rows missing from `rows`.
     """
     params = {"theta_w": theta, "base": base}
-    phi = lambda rows: base_rewards(graphdef, params, embeddings[rows])
-    tasks = {
-        split: (phi(batch[split][0]), phi(batch[split][1]), batch[split][2])
-        for split in ("support", "query")
-    }
+    tasks, missing = split_base_rewards(graphdef, params, batch, embeddings)
     pair_loss = make_pair_loss(graphdef, base)
-    return adapted_task_losses(
+    losses = adapted_task_losses(
         theta,
         None,
         tasks,
@@ -77,6 +167,7 @@ def adapted_query_losses(
         config=meta.inner,
         first_order=first_order,
     )
+    return jnp.where(missing, jnp.nan, losses)
 
 
 def meta_objective(
@@ -123,9 +214,8 @@ def per_user_loop_grads(
     n_valid = int(jnp.sum(batch["task_mask"]))
     losses, grads = [], []
     for t in range(n_valid):
-        task = jax.tree.map(
-            lambda x, t=t: x[t], {"support": batch["support"], "query": batch["query"]}
-        )
+        keys = ("support", "query", "rows") if "rows" in batch else ("support", "query")
+        task = jax.tree.map(lambda x, t=t: x[t], {k: batch[k] for k in keys})
         loss, g = user_fn(params, task, embeddings)
         losses.append(loss)
         grads.append(g)

@@ -25,8 +25,11 @@ class MetaTaskIterator:
     `task_mask = False`, so every step has the same shapes (no recompiles).
 
     Each batch: `support`/`query` = (chosen [T, P], rejected [T, P], mask [T, P]),
-    `task_mask` [T] and `user` [T] (int32 positions in `seen`, for per-user parameter tables of
-    the peer models). The state is `(epoch, batch)`, so resuming is exact.
+    `task_mask` [T], `user` [T] (int32 positions in `seen`, for per-user parameter tables of
+    the peer models) and `rows` [T, R]: each user's distinct embedding rows of its valid
+    support and query pairs, sorted, padded by repeating the last (R = the most distinct rows
+    of any seen user's train pairs, rounded up to 8), so the meta-step gathers each row once.
+    The state is `(epoch, batch)`, so resuming is exact.
     """
 
     def __init__(
@@ -42,8 +45,10 @@ class MetaTaskIterator:
             raise ValueError("no seen users to meta-train on")
         self.corpus, self.seen = corpus, np.asarray(seen)
         self.tasks_per_batch, self.val_ratio, self.seed = tasks_per_batch, val_ratio, seed
-        longest = max(len(p) for p in user_split_pairs(corpus, self.seen, TRAIN))
-        self.max_pairs = round_up(longest)
+        train = user_split_pairs(corpus, self.seen, TRAIN)
+        self.max_pairs = round_up(max(len(p) for p in train))
+        distinct = (len(np.union1d(corpus.chosen[p], corpus.rejected[p])) for p in train)
+        self.max_rows = round_up(max(distinct))
         self.epoch, self.batch = 1, 0
         self._cached_epoch: int | None = None
 
@@ -79,9 +84,29 @@ class MetaTaskIterator:
         self.batch += 1
         if self.batch >= self.batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
+        sup = pad_pairs([support[i] for i in positions], self.max_pairs)
+        qry = pad_pairs([query[i] for i in positions], self.max_pairs)
         return {
-            "support": pad_pairs([support[i] for i in positions], self.max_pairs),
-            "query": pad_pairs([query[i] for i in positions], self.max_pairs),
+            "support": sup,
+            "query": qry,
             "task_mask": np.arange(t) < n_valid,
             "user": np.asarray(positions, np.int32),
+            "rows": distinct_rows(sup, qry, self.max_rows),
         }
+
+
+def distinct_rows(support: tuple, query: tuple, width: int) -> np.ndarray:
+    """[T, width] int32: each user's distinct rows of its valid support/query slots, sorted,
+    padded by repeating the last (row 0 for a user without pairs).
+
+    support, query: (chosen [T, P], rejected [T, P], mask [T, P]) as `pad_pairs` returns them.
+    """
+    out = np.zeros((support[0].shape[0], width), np.int32)
+    for t in range(out.shape[0]):
+        used = [a[t][m[t]] for c, r, m in (support, query) for a in (c, r)]
+        rows = np.unique(np.concatenate(used))
+        if len(rows) > width:
+            raise ValueError(f"distinct_rows: user {t} has {len(rows)} rows, more than {width}")
+        if len(rows):
+            out[t, : len(rows)], out[t, len(rows) :] = rows, rows[-1]
+    return out

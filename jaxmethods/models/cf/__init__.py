@@ -8,7 +8,12 @@ directly, with nothing to split or merge. Table names end in `_emb`, which is wh
 rules match.
 """
 
-from jaxmethods.models.cf.bpr_mf import init_embeddings, pair_scores, score_all_items
+from jaxmethods.models.cf.bpr_mf import (
+    bpr_scores,
+    init_embeddings,
+    pair_scores,
+    score_all_items,
+)
 from jaxmethods.models.cf.graph import (
     BipartiteGraph,
     build_graph,
@@ -23,6 +28,7 @@ from jaxmethods.models.cf.sgl import contrastive_loss, sample_views
 
 __all__ = [
     "BipartiteGraph",
+    "bpr_scores",
     "build_graph",
     "contrastive_loss",
     "edge_dropout_weights",
