@@ -33,7 +33,7 @@ def test_shape_cells_follow_the_pose(pose):
     dy, dx = divmod(offset, 2)
     for r, row in enumerate(LAYOUTS[tuple(LAYOUTS)[layout]]):
         for c, ch in enumerate(row):
-            want[dy + r, dx + c] = ch == "X"
+            want[dy + r, dx + c] = ch == "#"
     np.testing.assert_array_equal(is_fg.any((2, 3)), want)
     cells = is_fg[want]
     assert np.all(cells == cells[0])
@@ -107,7 +107,7 @@ def test_notch_motifs_are_the_cell_less_one_quadrant(shape):
     want[4 * dy : 4 * dy + 4, 4 * dx : 4 * dx + 4] = False
     for r, row in enumerate(LAYOUTS["ring"]):  # pose 0: the ring at offset (0, 0)
         for c, ch in enumerate(row):
-            np.testing.assert_array_equal(is_fg[r, c], want if ch == "X" else np.zeros((8, 8)))
+            np.testing.assert_array_equal(is_fg[r, c], want if ch == "#" else np.zeros((8, 8)))
     with pytest.raises(ValueError, match=r"WorldConfig\.motifs"):
         WorldConfig(motifs="stars")
 

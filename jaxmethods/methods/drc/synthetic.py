@@ -38,10 +38,10 @@ SHAPES = ("circle", "square", "triangle", "cross")
 NOTCHES = ("notch_tl", "notch_tr", "notch_bl", "notch_br")
 MOTIF_SETS = {"bold": SHAPES, "notch": NOTCHES}
 LAYOUTS = {  # 3x3 cell patterns of the shape cells
-    "ring": ("XXX", "X.X", "XXX"),
-    "plus": (".X.", "XXX", ".X."),
-    "tee": ("XXX", ".X.", ".X."),
-    "ell": ("X..", "X..", "XXX"),
+    "ring": ("###", "#.#", "###"),
+    "plus": (".#.", "###", ".#."),
+    "tee": ("###", ".#.", ".#."),
+    "ell": ("#..", "#..", "###"),
 }
 PALETTES = (  # (foreground, background) RGB in [0, 1]
     ((0.90, 0.15, 0.10), (0.95, 0.90, 0.70)),  # red on cream
@@ -108,7 +108,7 @@ def cell_mask(pose: int) -> np.ndarray:
     rows = LAYOUTS[tuple(LAYOUTS)[layout]]
     out = np.zeros((GRID, GRID), bool)
     dy, dx = divmod(offset, GRID - 2)
-    out[dy : dy + 3, dx : dx + 3] = np.asarray([[c == "X" for c in row] for row in rows])
+    out[dy : dy + 3, dx : dx + 3] = np.asarray([[c == "#" for c in row] for row in rows])
     return out
 
 
