@@ -165,7 +165,7 @@ def time_group(
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=["bpr", "neumf", "lightgcn", "sgl"])
     p.add_argument("--dims", nargs="+", type=int, default=[64, 1024])
@@ -188,14 +188,20 @@ def main() -> None:
         help="torch CPU threads (0: torch's default); 1 avoids OpenMP spin-waiting on a busy host",
     )  # fmt: skip
     p.add_argument("--profile", type=int, default=0, help="profile N epochs: op time by source")
+    p.add_argument(
+        "--interactions_per_user", type=int, default=0,
+        help="synthetic data: interactions per user (0: the bench config's ML-100K-like 106)",
+    )  # fmt: skip
     p.add_argument("--out", default="runs/bench/cf_epoch.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     config = cf_configs.get_config("bench")
     config.train.batch_size = args.batch_size
     if args.data_path:
         config.data.source, config.data.path = "atomic", args.data_path
         config.data.name = args.data_name
+    if args.interactions_per_user:
+        config.data.interactions_per_user = args.interactions_per_user
     cfg = from_config_dict(config)
     mesh = make_mesh(cfg.mesh)
     if args.peer == "recbole":

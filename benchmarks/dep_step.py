@@ -82,11 +82,11 @@ def peak_bytes(mem: dict | None) -> int | None:
     )  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--out", default="runs/bench/dep_step.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     p = PRESETS[args.preset]
     mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     cfg = preset_decoder_config(p, param_dtype=p["dtype"])

@@ -116,7 +116,7 @@ def torch_embedder(folder: str, tokenizer, batch_size: int, dtype: str):
     return embed, device
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--num-texts", type=int, default=512)
@@ -129,7 +129,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--out", default="runs/bench/encode.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     dtype = args.dtype or ("float32" if jax.default_backend() == "cpu" else "bfloat16")
     cfg = EncoderConfig(

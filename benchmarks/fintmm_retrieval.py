@@ -221,7 +221,7 @@ def encoder_throughput(texts: int, dim: int) -> dict:
     return {"texts": len(sample), "dim": dim, "texts_per_s": len(sample) / dt}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
     p.add_argument("--dim", type=int, default=64)
@@ -238,7 +238,7 @@ def main() -> None:
     p.add_argument("--workdir", default="", help="where the Kuzu files go (default: a temp dir)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes and counts")
     p.add_argument("--out", default="runs/bench/fintmm_retrieval.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.smoke:
         args.sizes, args.queries, args.expand_calls, args.iters = [1000, 3000], 8, 5, 1
     mesh = make_mesh({"corpus": -1})

@@ -200,14 +200,14 @@ def run_trl(p: dict, folder: str, workdir: str) -> dict:
     }  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--out", default="runs/bench/grpo_step.json")
     ap.add_argument("--torch-python", default="/work/torchenv/bin/python")
     ap.add_argument("--no-trl", action="store_true")
     ap.add_argument("--trl-worker", help=argparse.SUPPRESS)  # internal: JSON {p, folder, out}
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.trl_worker:
         job = json.loads(args.trl_worker)
         with tempfile.TemporaryDirectory() as wd:

@@ -40,7 +40,8 @@ from jaxmethods.train.step import make_train_step
 
 PRESETS = {
     "smoke": dict(hidden=32, layers=1, heads=2, vocab=256, batch=2, seq=32, items=50,
-                  prompt=16, beams=2, new_tokens=4, decode_batch=2, repeats=1, rounds=1),
+                  prompt=16, beams=2, new_tokens=4, decode_batch=2, repeats=1, rounds=1,
+                  decode_modes=("with_eos",)),  # the suite's smoke tier: fewer compiles
     "cpu": dict(hidden=128, layers=2, heads=4, vocab=4096, batch=16, seq=256, items=5000,
                 prompt=96, beams=10, new_tokens=16, decode_batch=8, repeats=10, rounds=3),
     "gpu": dict(hidden=1024, layers=8, heads=16, vocab=32768, batch=64, seq=512, items=40000,
@@ -138,7 +139,9 @@ def bench_decode(p: dict, model: DecoderLM, items: list[list[int]], freqs, rng) 
     depth = p["new_tokens"] + 2
     long_items = [x[:-2] + [5] * max(depth - len(x), 0) + x[-2:] for x in items]
     out = {}
-    for mode, eos, catalog in (("fixed_steps", None, long_items), ("with_eos", 2, items)):
+    modes = {"fixed_steps": (None, long_items), "with_eos": (2, items)}
+    for mode in p.get("decode_modes", tuple(modes)):
+        eos, catalog = modes[mode]
         trie = ItemTrie(catalog, freqs)
         procs = {
             "unconstrained": None,
@@ -189,12 +192,12 @@ def summarise(result: dict) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--out", default="runs/bench/igd_step.json")
     parser.add_argument("--skip-decode", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     p = PRESETS[args.preset]
     rng = np.random.default_rng(0)
     cfg = DecoderConfig.tiny(

@@ -186,7 +186,7 @@ def step_work(batch: dict, dim: int, compiled: Any, seconds: float) -> dict[str,
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--users", type=int, default=256, help="users in the synthetic corpus")
     p.add_argument("--dim", type=int, default=4096, help="embedding size D")
@@ -204,7 +204,7 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument("--profile", type=int, default=0, help="profile N vmapped steps by source")
     p.add_argument("--out", default="runs/bench/mrm_meta_step.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     rows = []
     for tasks in [int(t) for t in str(args.tasks).split(",") if t]:

@@ -55,7 +55,8 @@ from jaxmethods.train.trainer import compile_step, create_state
 
 PRESETS = {
     "smoke": dict(hidden=32, inter=64, layers=1, heads=2, kv=2, vocab=128, batch=2, seq=16,
-                  dtype="float32", remat=False, warmup=1, iters=2, rounds=1),
+                  dtype="float32", remat=False, warmup=1, iters=2, rounds=1,
+                  setups=("multi1", "multi4")),  # the suite's smoke tier: fewer compiles
     "cpu": dict(hidden=128, inter=344, layers=2, heads=4, kv=4, vocab=2048, batch=8, seq=128,
                 dtype="float32", remat=False, warmup=2, iters=5, rounds=5),
     "gpu": dict(hidden=2048, inter=5504, layers=16, heads=16, kv=16, vocab=32000, batch=8,
@@ -69,7 +70,7 @@ ADAPTERS = {  # name: (rank, alpha, dropout, head_trainable), Reason4Rec's four 
     "reward": (8, 16.0, 0.0, True),
 }
 TRAINED = "predictor"
-SETUPS = ("plain", "multi1", "multi4", "multi4_r8")
+SETUPS = ("plain", "multi1", "multi4", "multi4_r8")  # a preset's "setups" may name fewer
 
 
 def _nbytes(tree) -> int:
@@ -119,11 +120,11 @@ def _temp(memory: dict, key: str) -> int:
     return (memory.get(key) or {}).get("temp_size_in_bytes") or 0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     ap.add_argument("--out", default="runs/bench/multi_lora.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     p = PRESETS[args.preset]
     mesh = make_mesh({"data": -1, "fsdp": 1, "tensor": 1})
     cfg = preset_decoder_config(p)
@@ -136,7 +137,8 @@ def main() -> None:
     tx = make_optimizer(OptimConfig(lr=1e-4, weight_decay=0.01, warmup_steps=10), 1000)
 
     runners, compile_s, memory, resident, extras = {}, {}, {}, {}, {}
-    for setup in SETUPS:
+    setups = p.get("setups", SETUPS)
+    for setup in setups:
         forward, fwd_args, (loss_fn, params, constants), resident[setup], extras[setup] = build(
             setup, cfg
         )
@@ -154,6 +156,7 @@ def main() -> None:
     median = {k: float(np.median(v)) for k, v in samples.items()}
     fastest = {k: float(np.min(v)) for k, v in samples.items()}
     pairs = [("multi4", "multi1"), ("multi4_r8", "multi1"), ("multi4", "plain")]
+    pairs = [(a, b) for a, b in pairs if a in setups and b in setups]
     ratio, ratio_min = {}, {}
     for a, b in pairs:
         for kind in ("forward", "train"):

@@ -104,7 +104,7 @@ def bench_case(n: int, d: int, args, mesh) -> dict:
     return row
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cases", nargs="+", default=["100000x768", "1000000x128"], help="NxD")
     p.add_argument("--queries", type=int, default=512)
@@ -114,7 +114,7 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--no_faiss", action="store_true")
     p.add_argument("--out", default="runs/bench/retrieval.json")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     mesh = make_mesh({"corpus": -1})
     results = []
     for case in args.cases:

@@ -4,27 +4,49 @@
     python benchmarks/suite.py --out runs/bench/cpu               # the documented CPU sizes
     python benchmarks/suite.py --gpu --out runs/bench/h200        # accelerator sizes (bf16)
 
-Each benchmark runs in its own process (`python benchmarks/<name>.py ... --out <dir>/<name>.json`)
-so that its XLA flags, compile cache and memory are its own, and one failure does not stop the
-rest: a failed benchmark is a row with its exit status and the tail of its output, and the suite
-exits non-zero at the end. `--only a,b` runs a subset.
+In the cpu and gpu tiers each benchmark runs in its own process (`python benchmarks/<name>.py
+... --out <dir>/<name>.json`), so that its XLA flags, compile cache, allocator and memory peak
+are its own and no benchmark's numbers depend on what an earlier one left behind (memory_plan,
+for one, sets XLA_FLAGS before jax starts).
+
+The smoke tier checks that every benchmark still runs, not how fast: it calls `main(argv)` of
+every `benchmarks/<name>.py` in the suite's own process, so jax and the project are imported
+once, and, when jax is not imported yet, with `SMOKE_XLA_FLAGS`, which cut XLA:CPU's compile
+time of a tiny train step about eightfold (the code it emits is slower: smoke numbers are not
+measurements). Two such processes share the benchmarks (`--jobs`, default 2: each takes the
+next benchmark when it is free; `--jobs 1` where another job has the other core, as under
+`pytest -n 2`), `--isolate` runs one process per benchmark, `--xla-opt` keeps XLA's default
+optimisation.
+
+Either way one failure does not stop the rest: a failed benchmark (a non-zero exit, a
+`SystemExit` or an exception; 124 past `--timeout`) is a row with its exit status and the tail
+of its output and traceback, and the suite exits non-zero at the end. `--only a,b` runs a subset.
 
 The table (`<out>/suite.md`, also printed) lists, per benchmark, the numbers a reader compares:
-ratios against the peer or baseline run in the same process (`ratio*`, `speedup*`), throughput
-(`*tokens_per_s*`, `*per_s`), MFU and peak / temp memory, taken from each benchmark's own JSON
-(`headline`). Absolute times count only on an accelerator; on CPU read the ratios.
+ratios against the peer or baseline run in the same process (`ratio*`, `speedup*`, `*_over_*`),
+throughput (`*tokens_per_s*`, `*per_s`), MFU and peak / temp memory, taken from each
+benchmark's own JSON (`headline`). Absolute times count only on an accelerator; on CPU read the
+ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib
+import importlib.util
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,7 +90,8 @@ BENCHMARKS: tuple[Bench, ...] = (
           smoke=("--users", "8", "--dim", "32", "--tasks", "2", "--pairs", "4", "8", "--iters", "2"),
           cpu=(), gpu=("--users", "1024", "--tasks", "64")),
     Bench("cf_epoch",
-          smoke=("--models", "bpr", "lightgcn", "--dims", "16", "--iters", "1", "--no_torch"),
+          smoke=("--models", "bpr", "lightgcn", "--dims", "16", "--iters", "1", "--no_torch",
+                 "--interactions_per_user", "10"),
           cpu=(), gpu=("--dims", "64", "512", "1024", "--no_torch")),
     Bench("retrieval",
           smoke=("--cases", "2000x32", "--queries", "16", "--query_batch", "16", "--iters", "1",
@@ -85,9 +108,19 @@ BENCHMARKS: tuple[Bench, ...] = (
           cpu=("--remat", "full"), gpu=("--remat", "full")),
 )  # fmt: skip
 
+# XLA:CPU options of the smoke tier (set in XLA_FLAGS before jax starts): no LLVM optimisation,
+# the classic loop emitters instead of the fusion emitters, no expensive LLVM passes. A tiny
+# decoder's train step compiles in about 1.2 s instead of 10 s.
+SMOKE_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0",
+    "--xla_cpu_use_fusion_emitters=false",
+    "--xla_llvm_disable_expensive_passes=true",
+)
+TAIL_CHARS = 2000
+
 HEADLINE_KEYS = (
-    "ratio", "speedup", "tokens_per_s", "per_s", "qps_median", "epoch_median_s", "mfu", "peak",
-    "temp_size",
+    "ratio", "speedup", "_over_", "tokens_per_s", "per_s", "qps_median", "epoch_median_s", "mfu",
+    "peak", "temp_size",
 )  # fmt: skip
 # Fields that name a row of a benchmark's list of results (e.g. cf_epoch's per model and dim).
 ROW_LABELS = ("model", "mode", "remat", "dim", "num_docs", "devices", "seq", "name")
@@ -119,31 +152,125 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def run_one(bench: Bench, tier: str, out_dir: str, timeout_s: float) -> dict[str, Any]:
-    """Runs one benchmark in a subprocess; returns its row (status, wall time, headline)."""
-    script = bench.script or os.path.join(ROOT, "benchmarks", f"{bench.name}.py")
-    out_json = os.path.join(out_dir, f"{bench.name}.json")
-    cmd = [sys.executable, script, *bench.args(tier), "--out", out_json]
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
-        rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-2000:]
-    except subprocess.TimeoutExpired as e:
-        rc, tail = 124, f"timed out after {timeout_s:.0f} s: {str(e.stdout or '')[-1500:]}"
+def _script(bench: Bench) -> str:
+    return bench.script or os.path.join(ROOT, "benchmarks", f"{bench.name}.py")
+
+
+def _row(bench: Bench, tier: str, out_json: str, rc: int, tail: str, wall_s: float) -> dict:
+    """The row of one run: command, exit status, wall time, and its headline or error tail."""
+    script = _script(bench)
     row: dict[str, Any] = {
         "benchmark": bench.name,
-        "command": " ".join(["python", os.path.relpath(script, ROOT), *cmd[2:]]),
+        "command": " ".join(
+            ["python", os.path.relpath(script, ROOT), *bench.args(tier), "--out", out_json]
+        ),
         "returncode": rc,
-        "wall_s": time.perf_counter() - start,
+        "wall_s": wall_s,
     }
     if rc == 0 and os.path.exists(out_json):
         with open(out_json) as f:
             row["headline"] = headline(json.load(f))
     else:
-        row["error_tail"] = tail
+        row["error_tail"] = tail[-TAIL_CHARS:]
     return row
+
+
+def run_one(bench: Bench, tier: str, out_dir: str, timeout_s: float) -> dict[str, Any]:
+    """Runs one benchmark in a subprocess; returns its row (status, wall time, headline)."""
+    out_json = os.path.join(out_dir, f"{bench.name}.json")
+    cmd = [sys.executable, _script(bench), *bench.args(tier), "--out", out_json]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
+        )
+        rc, tail = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, tail = 124, f"timed out after {timeout_s:.0f} s: {str(e.stdout or '')[-1500:]}"
+    return _row(bench, tier, out_json, rc, tail, time.perf_counter() - start)
+
+
+class BenchmarkTimeout(Exception):
+    """An in-process benchmark ran past the suite's `--timeout`."""
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float) -> Iterator[None]:
+    """Raises `BenchmarkTimeout` in the body after `seconds` (main thread on POSIX only; a
+    running XLA compile is interrupted when it returns to Python)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def fire(signum: int, frame: Any) -> None:
+        raise BenchmarkTimeout(f"timed out after {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _load(bench: Bench) -> ModuleType:
+    """`benchmarks/<name>` as a module (imported once per process), or `bench.script` by path."""
+    if not bench.script:
+        return importlib.import_module(f"benchmarks.{bench.name}")
+    name = f"_suite_script_{bench.name}"
+    spec = importlib.util.spec_from_file_location(name, bench.script)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"suite: cannot import {bench.script}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _exit_code(e: SystemExit) -> int:
+    """The exit status `sys.exit(code)` would give: None -> 0, an int -> itself, else 1."""
+    if e.code is None:
+        return 0
+    return e.code if isinstance(e.code, int) else 1
+
+
+def run_in_process(bench: Bench, tier: str, out_dir: str, timeout_s: float) -> dict[str, Any]:
+    """Runs one benchmark's `main(argv)` in this process; returns the row `run_one` would.
+
+    Its stdout and stderr are captured; `SystemExit(code)` gives the exit status `code`, any
+    other exception status 1 and its traceback in the tail, a timeout status 124.
+    """
+    out_json = os.path.join(out_dir, f"{bench.name}.json")
+    argv = [*bench.args(tier), "--out", out_json]
+    buf = io.StringIO()
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            with _alarm(timeout_s):
+                _load(bench).main(argv)
+            rc = 0
+        except SystemExit as e:
+            rc = _exit_code(e)
+            if rc and not isinstance(e.code, int):
+                print(e.code)
+        except BenchmarkTimeout:
+            rc = 124
+            traceback.print_exc()
+        except Exception:
+            rc = 1
+            traceback.print_exc()
+    return _row(bench, tier, out_json, rc, buf.getvalue(), time.perf_counter() - start)
+
+
+def use_smoke_xla_flags() -> bool:
+    """Prepends `SMOKE_XLA_FLAGS` to XLA_FLAGS (later flags there win) if jax is not imported
+    yet (XLA reads them once per process); returns whether they apply."""
+    if "jax" in sys.modules:
+        return False
+    flags = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = " ".join([*SMOKE_XLA_FLAGS, flags]).strip()
+    return True
 
 
 def markdown(rows: list[dict[str, Any]], tier: str, device: str) -> str:
@@ -160,6 +287,50 @@ def markdown(rows: list[dict[str, Any]], tier: str, device: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _run_indexed(job: tuple[int, bool, Bench, str, str, float]) -> tuple[int, dict[str, Any]]:
+    index, in_process, bench, tier, out_dir, timeout_s = job
+    run = run_in_process if in_process else run_one
+    return index, run(bench, tier, out_dir, timeout_s)
+
+
+def run_all(
+    chosen: list[Bench],
+    tier: str,
+    out_dir: str,
+    timeout_s: float,
+    *,
+    in_process: bool,
+    jobs: int = 1,
+) -> list[dict[str, Any]]:
+    """The rows of `chosen`, in order, run one after the other or, with `jobs` > 1, by that
+    many worker processes (spawned, so each imports jax once; each takes the next benchmark
+    when it is free)."""
+    todo = [(i, in_process, b, tier, out_dir, timeout_s) for i, b in enumerate(chosen)]
+    rows: list[dict[str, Any] | None] = [None] * len(chosen)
+
+    def report(index: int, row: dict[str, Any]) -> None:
+        rows[index] = row
+        print(f"[suite] {row['benchmark']}: rc {row['returncode']} in {row['wall_s']:.1f} s",
+              flush=True)  # fmt: skip
+
+    if jobs <= 1 or len(todo) <= 1:
+        for job in todo:
+            report(*_run_indexed(job))
+    else:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(min(jobs, len(todo)))
+        try:
+            for index, row in pool.imap_unordered(_run_indexed, todo):
+                report(index, row)
+        except BaseException:
+            pool.terminate()
+            raise
+        pool.close()  # the workers exit normally (terminate would skip their clean-up)
+        pool.join()
+    return [r for r in rows if r is not None]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     tier = p.add_mutually_exclusive_group()
@@ -167,9 +338,27 @@ def main(argv: list[str] | None = None) -> int:
     tier.add_argument("--gpu", action="store_true", help="accelerator sizes")
     p.add_argument("--only", default="", help="comma-separated benchmark names")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per benchmark")
+    p.add_argument(
+        "--isolate",
+        action="store_true",
+        help="smoke tier: one process per benchmark (as the cpu and gpu tiers)",
+    )
+    p.add_argument(
+        "--xla-opt",
+        action="store_true",
+        help="smoke tier: keep XLA's default optimisation (no SMOKE_XLA_FLAGS)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=0,
+        help="smoke tier: worker processes sharing the benchmarks (default: 2, or 1 on one core)",
+    )  # fmt: skip
     p.add_argument("--out", default="runs/bench/suite")
     args = p.parse_args(argv)
     tier_name = "smoke" if args.smoke else "gpu" if args.gpu else "cpu"
+    in_process = tier_name == "smoke" and not args.isolate
+    if args.jobs > 1 and tier_name != "smoke":
+        raise SystemExit("suite: --jobs is for the smoke tier (timed tiers need the machine)")
+    jobs = args.jobs or (min(2, os.cpu_count() or 1) if tier_name == "smoke" else 1)
     names = [n for n in args.only.split(",") if n]
     known = {b.name for b in BENCHMARKS}
     unknown = sorted(set(names) - known)
@@ -177,15 +366,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"suite: unknown benchmark(s) {unknown}; known: {sorted(known)}")
     chosen = [b for b in BENCHMARKS if not names or b.name in names]
     os.makedirs(args.out, exist_ok=True)
-    rows = []
-    for bench in chosen:
-        row = run_one(bench, tier_name, args.out, args.timeout)
-        rows.append(row)
-        print(f"[suite] {bench.name}: rc {row['returncode']} in {row['wall_s']:.1f} s", flush=True)
-    import jax  # only for the device name, after the children ran
+    smoke_flags = tier_name == "smoke" and not args.xla_opt and use_smoke_xla_flags()
+    rows = run_all(chosen, tier_name, args.out, args.timeout, in_process=in_process, jobs=jobs)
+    import jax  # only for the device name, after the benchmarks ran
 
     device = jax.devices()[0].device_kind
-    payload = {"benchmark": "suite", "tier": tier_name, "device": device, "rows": rows}
+    payload = {
+        "benchmark": "suite", "tier": tier_name, "device": device, "rows": rows,
+        "in_process": in_process, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "smoke_xla_flags": smoke_flags, "jobs": jobs,
+    }  # fmt: skip
     with open(os.path.join(args.out, "suite.json"), "w") as f:
         json.dump(payload, f, indent=2, sort_keys=True)
     table = markdown(rows, tier_name, device)

@@ -4,7 +4,8 @@ persistent XLA compilation cache shared by the test processes.
 Many tests compile the same programs (every `run(...)` of a method jits fresh closures of the
 same step); with the on-disk cache XLA compiles each distinct program once per machine. The
 cache is keyed by the program, compile options and JAX version, so a hit is the same
-executable. `JAXMETHODS_TEST_JIT_CACHE=""` disables it; a path moves it.
+executable. `JAXMETHODS_TEST_JIT_CACHE=""` disables it; a path moves it. XLA:CPU compiles
+without optimisation (see `_FAST_COMPILE`).
 """
 
 import getpass
@@ -12,8 +13,18 @@ import os
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Fast-compiling XLA:CPU (the smoke benchmark tier's `SMOKE_XLA_FLAGS`): no LLVM optimisation,
+# the loop emitters, no expensive passes. Tests check values, not speed, and most of the suite's
+# time is XLA compiles of tiny programs, which these flags cut several-fold.
+# `JAXMETHODS_TEST_XLA_OPT=1` keeps XLA's default optimisation.
+_FAST_COMPILE = (
+    ""
+    if os.environ.get("JAXMETHODS_TEST_XLA_OPT")
+    else " --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+    " --xla_llvm_disable_expensive_passes=true"
+)
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4" + _FAST_COMPILE
 ).strip()
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_var] = "1"

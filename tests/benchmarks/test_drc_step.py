@@ -1,10 +1,9 @@
 """benchmarks/drc_step.py: the plain LM's batch holds the triplets' images, the sampler overhead
-is measured on real sampler calls, and (slow) the smoke preset end to end."""
+is measured on real sampler calls; the smoke preset end to end is tests/benchmarks/test_suite.py."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 
 import jax.numpy as jnp
@@ -43,19 +42,3 @@ def test_sampler_overhead_runs(bench):
     codes = np.zeros((32, p["tokens"]), np.int32)
     host = bench.sampler_overhead(p, codes, jnp.float32(1.0))
     assert 0 < host["median_s"] < 1.0 and host["p90_s"] >= host["median_s"]
-
-
-@pytest.mark.slow
-def test_smoke_preset(tmp_path, monkeypatch):
-    import sys
-
-    out = tmp_path / "drc.json"
-    monkeypatch.setattr(sys, "argv", ["drc_step.py", "--preset", "smoke", "--out", str(out)])
-    spec = importlib.util.spec_from_file_location(
-        "drc_step_main", os.path.join(ROOT, "benchmarks", "drc_step.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main()
-    r = json.loads(out.read_text())
-    assert set(r["median_step_s"]) == {"lm", "drc", "drc_split"} and r["drc_over_lm"] > 0

@@ -1,4 +1,6 @@
-"""benchmarks/lm_step.py end to end on a tiny config, and the shared timing helpers."""
+"""The shared timing helpers, and (slow, with torch) benchmarks/lm_step.py against PyTorch on a
+tiny config. The JAX side alone runs in `make test` as part of the smoke suite
+(tests/benchmarks/test_suite.py, `check_lm_step`)."""
 
 import importlib.util
 import json
@@ -78,15 +80,6 @@ def _check_jax_part(saved: dict) -> None:
     assert saved["env"]["mesh_shape"] == {"data": 4, "fsdp": 1, "tensor": 1}
     for name in ("greedy", "beam"):
         assert saved["jax"]["generate"][name]["tokens_per_s"] > 0
-
-
-@pytest.mark.slow  # > 20 s on 2 cores
-def test_lm_step_tiny_end_to_end(tmp_path):
-    out = tmp_path / "lm_step.json"
-    result = _load("lm_step").main([*TINY_ARGS, "--no-torch", "--out", str(out)])
-    saved = json.loads(out.read_text())
-    _check_jax_part(saved)
-    assert result["torch"] is None and saved["torch"] is None
 
 
 @pytest.mark.slow
