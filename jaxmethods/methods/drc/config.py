@@ -58,7 +58,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class VQSection:
     """The VQ tokenizer trained in the run (`jaxmethods.models.vision.vq`), cached in
-    `<workdir>/vq.npz` (reused when its config matches)."""
+    `<workdir>/vq.npz` (reused when its config matches). kmeans_iters: > 0 starts the codebook
+    from k-means centres of the encoder outputs (`train_vq`), 0 from random encoder outputs."""
 
     num_downsamples: int = 3
     codebook_size: int = 128
@@ -67,6 +68,7 @@ class VQSection:
     steps: int = 300
     batch_size: int = 32
     lr: float = 3e-3
+    kmeans_iters: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,9 @@ class PigeonSection:
     when `drc.train_lora`), SFT and DPO.
     dpo_candidates: sampled generations per DPO prompt (the best / worst by the feature
     similarity of `run.preference_pairs` become chosen / rejected). mask_ratio: alpha_r at
-    inference (Pigeon sweeps it per sample with a CLIP-based selection; one value here)."""
+    inference (Pigeon sweeps it per sample with a CLIP-based selection; one value here).
+    lora_targets: regex over the LM's module paths that get LoRA factors (Pigeon: q_proj,
+    v_proj)."""
 
     ffn_dim: int = 2048
     ref_hidden: int = 512
@@ -103,6 +107,7 @@ class PigeonSection:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.05
+    lora_targets: str = r"(q_proj|v_proj)$"
     sft_steps: int = 1000
     sft_lr: float = 1e-5
     dpo_steps: int = 200

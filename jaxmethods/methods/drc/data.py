@@ -306,7 +306,15 @@ def vq_tokenizer(cfg: Any, images: np.ndarray, workdir: str) -> VQTokenizer:
             nnx.update(model, jax.tree.unflatten(treedef, [jnp.asarray(a) for a in saved]))
             logging.getLogger(__name__).info("VQ tokenizer loaded from %s", path)
             return model
-    res = train_vq(model, images, steps=v.steps, batch_size=v.batch_size, lr=v.lr, seed=cfg.seed)
+    res = train_vq(
+        model,
+        images,
+        steps=v.steps,
+        batch_size=v.batch_size,
+        lr=v.lr,
+        seed=cfg.seed,
+        kmeans_iters=v.kmeans_iters,
+    )
     logging.getLogger(__name__).info("VQ tokenizer: %s", res.history[-1])
     leaves = jax.tree.leaves(nnx.state(model))
     os.makedirs(workdir, exist_ok=True)

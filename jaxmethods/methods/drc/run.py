@@ -113,7 +113,8 @@ def train_pigeon(cfg, lm, vocab, codebook, train, mesh, workdir) -> tuple[Pigeon
     """SFT on (history, target) then DPO on pairs ranked among sampled SFT generations."""
     p = cfg.pigeon
     lm = nnx.clone(lm)
-    apply_lora(lm, p.lora_rank, p.lora_alpha, p.lora_dropout, rngs=nnx.Rngs(cfg.seed + 1))
+    lora = (p.lora_rank, p.lora_alpha, p.lora_dropout, p.lora_targets)
+    apply_lora(lm, *lora, rngs=nnx.Rngs(cfg.seed + 1))
     pcfg = PigeonConfig(
         ffn_dim=p.ffn_dim, ref_hidden=p.ref_hidden, drop_prob=p.drop_prob,
         encoder_dropout=p.encoder_dropout,
@@ -209,7 +210,8 @@ def train_drc(cfg, lm, vocab, data: dict, mesh, workdir) -> tuple[DRCModel, dict
     lm = nnx.clone(lm)
     if d.train_lora:
         p = cfg.pigeon
-        apply_lora(lm, p.lora_rank, p.lora_alpha, p.lora_dropout, rngs=nnx.Rngs(cfg.seed + 1))
+        lora = (p.lora_rank, p.lora_alpha, p.lora_dropout, p.lora_targets)
+        apply_lora(lm, *lora, rngs=nnx.Rngs(cfg.seed + 1))
     model = DRCModel(lm, vocab, drc_model_config(cfg), rngs=nnx.Rngs(cfg.seed + 4))
     graphdef, params, frozen = split_drc(model)
     params, info = drc_stage1(cfg, graphdef, params, frozen, model.cfg, data, mesh, workdir)

@@ -8,8 +8,9 @@ Training signal (`vq_losses`, pure): MSE(x, decode(z + sg(z_q - z))) (straight-t
 plus beta * ||z - sg(z_q)||^2 (commitment) and, without EMA, ||sg(z) - z_q||^2 (codebook). With
 `ema=True` the codebook is not a gradient parameter: `ema_codebook_update` moves it to the running
 mean of the encoder outputs assigned to each code (decay gamma, Laplace-smoothed counts; the
-paper's appendix A.1). Dead codes are restarted on encoder outputs during training
-(`restart_dead_codes`). Images are channels-last [B, H, W, C] in [-1, 1];
+paper's appendix A.1). The codebook starts from encoder outputs of training images (random
+picks, or k-means centres: `kmeans`); dead codes are restarted on encoder outputs during
+training (`restart_dead_codes`). Images are channels-last [B, H, W, C] in [-1, 1];
 `encode(images) -> ids [B, h, w]`, `decode(ids) -> images` (h = H / 2^num_downsamples).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from typing import Any
 
 import jax
@@ -276,6 +278,35 @@ class VQTrainResult:
     history: list[dict[str, float]]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def encoder_latents(
+    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, images: jnp.ndarray
+) -> jnp.ndarray:
+    """The encoder outputs z [B, h, w, D] of images [B, H, W, C] for a split model
+    (`nnx.split(model, nnx.Param, ...)`), one compiled program per graph and shape."""
+    return nnx.merge(graphdef, params, rest).encode_latents(images)
+
+
+def kmeans(
+    points: np.ndarray, k: int, *, iters: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means of points [N, D] with `scipy.cluster.vq.kmeans2`: k-means++ seeding (Arthur and
+    Vassilvitskii 2007), then `iters` Lloyd iterations (float64 inside). Returns (centres
+    [k, D] float32, ids [N]: each point's nearest centre). With N < k the points are repeated
+    (some centres coincide)."""
+    from scipy.cluster.vq import kmeans2, vq
+
+    x = np.asarray(points, np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"kmeans: points must be [N, D] with N > 0, got {x.shape}")
+    if len(x) < k:
+        x = x[np.arange(k) % len(x)]
+    with warnings.catch_warnings():  # an emptied cluster keeps its centre; no warning needed
+        warnings.simplefilter("ignore", UserWarning)
+        centres, _ = kmeans2(x, k, iter=iters, minit="++", seed=rng)
+    return centres.astype(np.float32), vq(x, centres, check_finite=False)[0]
+
+
 def train_vq(
     model: VQTokenizer,
     images: np.ndarray,
@@ -286,24 +317,38 @@ def train_vq(
     seed: int = 0,
     log_every: int = 50,
     data_init: bool = True,
+    kmeans_iters: int = 0,
+    fit_images: int = 256,
 ) -> VQTrainResult:
     """Trains `model` in place on `images` [N, H, W, C] in [-1, 1] with Adam (one jitted step).
 
-    `data_init` starts the codebook from randomly chosen encoder outputs of the first batch
-    (fewer dead codes than the uniform init). Returns the logged losses and codebook usage.
+    `data_init` starts the codebook from the encoder outputs of `fit_images` random images
+    (fewer dead codes than the uniform init): randomly chosen ones when `kmeans_iters` is 0,
+    else the centres of a k-means (`kmeans`: k-means++ seeding, then `kmeans_iters` Lloyd
+    iterations: the codes spread over the clusters of the latents, where random picks follow
+    their density and leave rare clusters to share codes). Returns the logged losses and
+    codebook usage.
     """
     cfg = model.config
     model.check_images(jnp.asarray(images[:1]))
+    if kmeans_iters < 0 or fit_images < 1:
+        raise ValueError(
+            f"train_vq: kmeans_iters must be >= 0 and fit_images >= 1, got {kmeans_iters} and "
+            f"{fit_images}"
+        )
     rng = np.random.default_rng(seed)
     if data_init:
-        batch = jnp.asarray(images[rng.choice(len(images), min(len(images), 256), replace=False)])
-        g, s = nnx.split(model)
-        z = jax.jit(lambda s, x: nnx.merge(g, s).encode_latents(x))(s, batch)
+        n = min(len(images), fit_images)
+        batch = jnp.asarray(images[rng.choice(len(images), n, replace=False)])
+        z = encoder_latents(*nnx.split(model, nnx.Param, ...), batch)
         z = np.asarray(z).reshape(-1, cfg.code_dim)
-        picks = z[rng.choice(len(z), cfg.codebook_size, replace=len(z) < cfg.codebook_size)]
-        model.codebook[...] = jnp.asarray(picks)
+        if kmeans_iters > 0:
+            book = kmeans(z, cfg.codebook_size, iters=kmeans_iters, rng=rng)[0]
+        else:
+            book = z[rng.choice(len(z), cfg.codebook_size, replace=len(z) < cfg.codebook_size)]
+        model.codebook[...] = jnp.asarray(book)
         if cfg.ema:
-            model.ema_sum[...] = jnp.asarray(picks)
+            model.ema_sum[...] = jnp.asarray(book)
             model.ema_count[...] = jnp.ones((cfg.codebook_size,))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt = optax.adam(lr)
