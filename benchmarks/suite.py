@@ -52,6 +52,8 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from jaxmethods.xla_flags import FAST_COMPILE_CPU_FLAGS  # noqa: E402  (imports no jax)
+
 
 @dataclasses.dataclass(frozen=True)
 class Bench:
@@ -108,14 +110,8 @@ BENCHMARKS: tuple[Bench, ...] = (
           cpu=("--remat", "full"), gpu=("--remat", "full")),
 )  # fmt: skip
 
-# XLA:CPU options of the smoke tier (set in XLA_FLAGS before jax starts): no LLVM optimisation,
-# the classic loop emitters instead of the fusion emitters, no expensive LLVM passes. A tiny
-# decoder's train step compiles in about 1.2 s instead of 10 s.
-SMOKE_XLA_FLAGS = (
-    "--xla_backend_optimization_level=0",
-    "--xla_cpu_use_fusion_emitters=false",
-    "--xla_llvm_disable_expensive_passes=true",
-)
+# XLA:CPU options of the smoke tier (set in XLA_FLAGS before jax starts).
+SMOKE_XLA_FLAGS = FAST_COMPILE_CPU_FLAGS
 TAIL_CHARS = 2000
 
 HEADLINE_KEYS = (

@@ -12,19 +12,15 @@ import getpass
 import os
 import tempfile
 
+from jaxmethods.xla_flags import FAST_COMPILE_CPU_FLAGS  # imports no jax
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Fast-compiling XLA:CPU (the smoke benchmark tier's `SMOKE_XLA_FLAGS`): no LLVM optimisation,
-# the loop emitters, no expensive passes. Tests check values, not speed, and most of the suite's
-# time is XLA compiles of tiny programs, which these flags cut several-fold.
+# Fast-compiling XLA:CPU: tests check values, not speed, and most of the suite's time is XLA
+# compiles of tiny programs, which these flags cut several-fold.
 # `JAXMETHODS_TEST_XLA_OPT=1` keeps XLA's default optimisation.
-_FAST_COMPILE = (
-    ""
-    if os.environ.get("JAXMETHODS_TEST_XLA_OPT")
-    else " --xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
-    " --xla_llvm_disable_expensive_passes=true"
-)
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4" + _FAST_COMPILE
+_FAST_COMPILE = () if os.environ.get("JAXMETHODS_TEST_XLA_OPT") else FAST_COMPILE_CPU_FLAGS
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4", *_FAST_COMPILE]
 ).strip()
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[_var] = "1"
