@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxmethods.models.linear import wide_matmul
+
 
 class RewardWeights(nnx.Param):
     """The softmax logits θ_w over base rewards: MRM's inner-loop (per-user) parameters."""
@@ -69,9 +71,13 @@ class PersonalizedReward(nnx.Module):
         return self.theta_w.shape[0]
 
     def base_rewards(self, x: jax.Array) -> jax.Array:
-        """φ(x): [..., D] -> [..., K]."""
-        h = x.astype(jnp.float32) * self.scale
-        for layer in self.layers:
+        """φ(x): [..., D] -> [..., K]. The D-wide first layer goes through `wide_matmul` (the
+        same product; its kernel gradient is a GEMM on XLA:CPU instead of a strided loop)."""
+        first, *rest = self.layers
+        h = wide_matmul(x.astype(jnp.float32) * self.scale, first.kernel[...])
+        if first.bias is not None:
+            h = h + first.bias[...]
+        for layer in rest:
             h = layer(h)
         return h
 

@@ -14,8 +14,9 @@ from flax import nnx
 
 from jaxmethods.data.synthetic_prefs import make_synthetic_corpus
 from jaxmethods.methods.mrm.config import MetaConfig
-from jaxmethods.methods.mrm.objective import adapted_query_losses, split_model, wide_matmul
+from jaxmethods.methods.mrm.objective import adapted_query_losses, split_model
 from jaxmethods.methods.mrm.tasks import MetaTaskIterator
+from jaxmethods.models.linear import wide_matmul
 from jaxmethods.models.personalized_reward import PersonalizedReward
 from jaxmethods.train.meta import InnerLoopConfig
 

@@ -9,14 +9,14 @@ response are computed once per step ([T, P, K]) and the inner loop only touches 
 pair. Users run in parallel (`vmap`); inner steps under `lax.scan`. The embedding table stays
 resident and is gathered once per meta-batch: only each user's distinct valid rows
 (`batch["rows"]` from `MetaTaskIterator`, [T, R]) when the batch has them, else every
-support/query slot in one gather. The D-wide first layer goes through `wide_matmul`, whose
+support/query slot in one gather. The D-wide first layer goes through `wide_matmul`
+(`PersonalizedReward.base_rewards`), whose
 kernel gradient is a [K, R] x [R, D] GEMM: reverse mode's own dW = Xᵀ dφ, a dot with a
 [D, K] output, runs on XLA:CPU as a strided loop 10-25x slower (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -53,53 +53,6 @@ def base_rewards(graphdef: nnx.GraphDef, params: dict, x: jax.Array) -> jax.Arra
     return nnx.merge(graphdef, params["theta_w"], params["base"]).base_rewards(x)
 
 
-@jax.custom_jvp
-def wide_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x [..., D] @ w [D, K] for K << D, with a gradient dw that XLA:CPU runs as a GEMM.
-
-    The value is the plain product. Reverse mode would give dw = xᵀ dy, a dot with a [D, K]
-    output that XLA:CPU runs as a loop walking x with a stride of D (~250 ms for x [1792, 4096],
-    K = 2). The JVP here writes the tangent as (dwᵀ xᵀ)ᵀ with an optimization barrier on dwᵀ,
-    so its transpose is dyᵀ x, a [K, R] x [R, D] GEMM with a [K, D] output (~10 ms), and only
-    the small [K, D] result is transposed. Forward mode (`jax.jacfwd`) works as usual.
-    """
-    return x @ w
-
-
-@functools.partial(wide_matmul.defjvp, symbolic_zeros=True)
-def _wide_matmul_jvp(primals, tangents):
-    x, w = primals
-    dx, dw = tangents
-    y = x @ w
-    dy = jnp.zeros_like(y)
-    if not isinstance(dw, jax.custom_derivatives.SymbolicZero):
-        dw_t = jax.lax.optimization_barrier(dw.T)  # [K, D]
-        dy = dy + jnp.moveaxis(jnp.tensordot(dw_t, x, axes=((1,), (x.ndim - 1,))), 0, -1)
-    if not isinstance(dx, jax.custom_derivatives.SymbolicZero):
-        dy = dy + dx @ w
-    return y, dy
-
-
-def gathered_base_rewards(
-    graphdef: nnx.GraphDef, params: dict, embeddings: jax.Array, rows: jax.Array
-) -> jax.Array:
-    """φ(embeddings[rows]) [..., K] for row indices `rows` [...]; embeddings [N, D].
-
-    `PersonalizedReward.base_rewards` (scale, then the stacked bias-free or biased linears),
-    with the D-wide first layer through `wide_matmul`, whose gradient w.r.t. the [D, K] kernel
-    is a GEMM on XLA:CPU rather than a strided loop. Same sums up to float rounding.
-    """
-    model = nnx.merge(graphdef, params["theta_w"], params["base"])
-    first, *rest = model.layers
-    h = embeddings[rows].astype(jnp.float32) * model.scale
-    h = wide_matmul(h, first.kernel[...])
-    if first.bias is not None:
-        h = h + first.bias[...]
-    for layer in rest:
-        h = layer(h)
-    return h
-
-
 def split_base_rewards(
     graphdef: nnx.GraphDef, params: dict, batch: dict, embeddings: jax.Array
 ) -> tuple[dict, jax.Array]:
@@ -120,12 +73,12 @@ def split_base_rewards(
     masks = [batch[s][2] for s in splits for _ in (0, 1)]
     if "rows" not in batch:
         sizes = [a.shape[-1] for a in slots]
-        phi = gathered_base_rewards(graphdef, params, embeddings, jnp.concatenate(slots, -1))
+        phi = base_rewards(graphdef, params, embeddings[jnp.concatenate(slots, -1)])
         parts = jnp.split(phi, list(itertools.accumulate(sizes))[:-1], axis=-2)
         missing = jnp.zeros(slots[0].shape[:-1], bool)
     else:
         rows = batch["rows"]
-        phi = gathered_base_rewards(graphdef, params, embeddings, rows)  # [T, R, K]
+        phi = base_rewards(graphdef, params, embeddings[rows])  # [T, R, K]
         parts, missing = [], jnp.zeros(rows.shape[:-1], bool)
         for slot, mask in zip(slots, masks):
             find = lambda a, v: jnp.searchsorted(a, v, method="compare_all")  # no while loop
